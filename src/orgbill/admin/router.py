@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from orgbill.admin import audit, schemas, service
+from orgbill.auth.dependencies import SessionDep, SettingsDep, SuperadminDep
+from orgbill.kit.pagination import Page, PageParams, build_page, page_params
+from orgbill.kit.routing import TransactionalRoute
+from orgbill.organizations import schemas as org_schemas
+from orgbill.organizations import service as org_service
+from orgbill.plans.dependencies import CatalogDep
+
+router = APIRouter(prefix="/admin", route_class=TransactionalRoute, tags=["admin"])
+
+
+@router.post("/impersonate")
+async def impersonate(
+    body: schemas.ImpersonateRequest,
+    admin: SuperadminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> schemas.ImpersonationToken:
+    return await service.impersonate(session, admin, body.org_id, settings)
+
+
+@router.patch("/organizations/{org_id}")
+async def update_organization(
+    org_id: uuid.UUID,
+    body: schemas.AdminOrganizationUpdate,
+    admin: SuperadminDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+) -> org_schemas.Organization:
+    org = await service.update_organization(session, admin, org_id, body)
+    return await org_service.describe_organization(session, org, catalog)
+
+
+@router.get("/audit-log")
+async def audit_log(
+    _: SuperadminDep,
+    session: SessionDep,
+    paging: Annotated[PageParams, Depends(page_params)],
+    organization_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> Page[schemas.AuditEntry]:
+    rows = await audit.list_entries(session, paging, organization_id)
+    page, cursor = build_page(rows, paging)
+    return Page(data=[schemas.AuditEntry.model_validate(r) for r in page], next_cursor=cursor)

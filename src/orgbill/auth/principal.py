@@ -1,0 +1,51 @@
+"""Who is calling: an organization's API key, or a user (possibly an impersonating superadmin)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from orgbill.models import ApiKey, Organization, Role, User
+
+
+@dataclass(slots=True)
+class ApiKeyPrincipal:
+    key: ApiKey
+    organization: Organization
+
+
+@dataclass(slots=True)
+class UserPrincipal:
+    user: User
+    impersonated_org_id: uuid.UUID | None = None
+
+
+Principal = ApiKeyPrincipal | UserPrincipal
+
+
+@dataclass(slots=True)
+class OrgAccess:
+    """The organization a request acts on, who acts, and with which role."""
+
+    organization: Organization
+    principal: Principal
+    role: Role
+
+    @property
+    def actor_user_id(self) -> uuid.UUID | None:
+        return self.principal.user.id if isinstance(self.principal, UserPrincipal) else None
+
+    @property
+    def api_key(self) -> ApiKey | None:
+        return self.principal.key if isinstance(self.principal, ApiKeyPrincipal) else None
+
+
+ANY_ROLE = frozenset(Role)
+MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
+BILLING_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.BILLING})
+OWNERS = frozenset({Role.OWNER})
+
+# An organization's own API key acts with admin rights: everything but deleting the org.
+API_KEY_ROLE = Role.ADMIN
+# A superadmin reading an org they do not belong to, without impersonating it.
+SUPERADMIN_READ_ROLE = Role.MEMBER

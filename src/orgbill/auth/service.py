@@ -1,0 +1,64 @@
+"""Registration and login."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgbill.auth import schemas
+from orgbill.auth.passwords import hash_password, verify_password
+from orgbill.auth.principal import UserPrincipal
+from orgbill.errors import Conflict, Unauthorized
+from orgbill.kit.time import utcnow
+from orgbill.models import Membership, Organization, OrganizationStatus, User
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def create_user(
+    session: AsyncSession, email: str, password: str, name: str, *, is_superadmin: bool = False
+) -> User:
+    now = utcnow()
+    user = User(
+        id=uuid.uuid4(),
+        email=normalize_email(email),
+        name=name,
+        password_hash=await hash_password(password),
+        is_superadmin=is_superadmin,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(user)
+    except IntegrityError as exc:
+        raise Conflict("A user with this email already exists") from exc
+    return user
+
+
+async def authenticate(session: AsyncSession, email: str, password: str) -> User:
+    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    if not await verify_password(password, user.password_hash if user else None) or user is None:
+        raise Unauthorized("Invalid email or password")
+    return user
+
+
+async def me(session: AsyncSession, principal: UserPrincipal) -> schemas.Me:
+    stmt = (
+        select(Membership)
+        .join(Organization, Organization.id == Membership.organization_id)
+        .where(Membership.user_id == principal.user.id)
+        .where(Organization.status != OrganizationStatus.DELETED)
+        .order_by(Membership.created_at)
+    )
+    memberships = (await session.scalars(stmt)).all()
+    return schemas.Me(
+        **schemas.User.model_validate(principal.user).model_dump(),
+        memberships=[schemas.MembershipRef.model_validate(m) for m in memberships],
+        impersonating=principal.impersonated_org_id,
+    )

@@ -1,0 +1,65 @@
+"""Settings, read once from the environment (``ORGBILL_*``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that ship in the repo for local use; refused outside the dev environment.
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
+DEV_API_KEY_SECRET = "dev-only-api-key-secret-change-me-0123456789"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORGBILL_", env_file=None, extra="ignore")
+
+    env: Literal["dev", "test", "production"] = "dev"
+    database_url: str = "sqlite+aiosqlite:///./orgbill.db"
+    # PostgreSQL only: a schema to put on the search_path (tests use a throwaway one).
+    database_schema: str | None = None
+    redis_url: str | None = None
+
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    # RS256 option: PEM public key to verify tokens and private key to sign them.
+    jwt_public_key: str | None = None
+    jwt_private_key: str | None = None
+    jwt_ttl_seconds: int = Field(default=3600, ge=60)
+    impersonation_ttl_seconds: int = Field(default=900, ge=60)
+    # Keyed hash (HMAC-SHA256) secret for API keys: a database dump alone cannot verify keys.
+    api_key_secret: str = DEV_API_KEY_SECRET
+
+    cookie_secure: bool = True
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    plans_file: Path | None = None
+
+    log_level: str = "INFO"
+    access_log: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env != "dev":
+            if self.jwt_algorithm == "HS256" and self.jwt_secret == DEV_JWT_SECRET:
+                raise ValueError("ORGBILL_JWT_SECRET must be set outside ORGBILL_ENV=dev")
+            if self.api_key_secret == DEV_API_KEY_SECRET:
+                raise ValueError("ORGBILL_API_KEY_SECRET must be set outside ORGBILL_ENV=dev")
+        if self.jwt_algorithm == "HS256" and len(self.jwt_secret) < 32:
+            raise ValueError("ORGBILL_JWT_SECRET must be at least 32 characters")
+        if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
+            raise ValueError("ORGBILL_JWT_PUBLIC_KEY is required with RS256")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

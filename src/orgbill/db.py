@@ -1,0 +1,91 @@
+"""Async engine, session factories and the per-request session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from orgbill.config import Settings
+
+# Execution option naming how a SQLite transaction begins (see _begin_sqlite).
+SQLITE_BEGIN = "orgbill_sqlite_begin"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept plain ``postgresql://`` and ``sqlite://`` URLs and pick the async driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif parsed.drivername == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _connect_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the driver so _begin_sqlite decides how BEGIN reads.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    # A unit of work that writes takes the write lock up front (BEGIN IMMEDIATE): a deferred
+    # transaction that read first and writes later fails outright if another writer
+    # committed in between, whereas IMMEDIATE simply waits its turn.
+    mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = normalize_database_url(settings.database_url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs.update(pool_size=5, max_overflow=10)
+    else:
+        kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
+        connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+        if settings.database_schema:
+            connect_args["server_settings"] = {"search_path": settings.database_schema}
+        kwargs["connect_args"] = connect_args
+    # hide_parameters: bound values (key hashes, emails) never reach logs or error text.
+    engine = create_async_engine(url, hide_parameters=True, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine.sync_engine, "connect", _connect_sqlite)
+        event.listen(engine.sync_engine, "begin", _begin_sqlite)
+    return engine
+
+
+@dataclass(slots=True)
+class Database:
+    engine: AsyncEngine
+    reader: async_sessionmaker[AsyncSession]
+    writer: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        engine = create_engine(settings)
+        writer_engine = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        return cls(
+            engine=engine,
+            reader=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
+            writer=async_sessionmaker(writer_engine, expire_on_commit=False, autoflush=False),
+        )
+
+    def session(self, *, writes: bool) -> AsyncSession:
+        return (self.writer if writes else self.reader)()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

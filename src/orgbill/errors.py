@@ -1,0 +1,191 @@
+"""The error tree and the one place that writes the contract's envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from orgbill.kit.context import current_request_id
+
+
+class OrgbillError(Exception):
+    status_code = 400
+    code = "bad_request"
+    message = "Bad request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.details = details
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class BadRequest(OrgbillError):
+    pass
+
+
+class ValidationFailed(OrgbillError):
+    status_code = 422
+    code = "validation_error"
+    message = "Request validation failed"
+
+
+class Unauthorized(OrgbillError):
+    status_code = 401
+    code = "unauthorized"
+    message = "Authentication required"
+
+
+class Forbidden(OrgbillError):
+    status_code = 403
+    code = "forbidden"
+    message = "You do not have access to this resource"
+
+
+class OrgSuspended(OrgbillError):
+    status_code = 403
+    code = "org_suspended"
+    message = "This organization is suspended"
+
+
+class LimitExceeded(OrgbillError):
+    status_code = 403
+    code = "limit_exceeded"
+    message = "Plan limit reached"
+
+
+class NotFound(OrgbillError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found"
+
+
+class Conflict(OrgbillError):
+    status_code = 409
+    code = "conflict"
+    message = "Conflict"
+
+
+class InsufficientCredits(OrgbillError):
+    status_code = 402
+    code = "insufficient_credits"
+    message = "Not enough credits"
+
+
+class RateLimited(OrgbillError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many requests"
+
+
+class QuotaExceeded(OrgbillError):
+    status_code = 429
+    code = "quota_exceeded"
+    message = "Quota exceeded"
+
+
+class Unavailable(OrgbillError):
+    status_code = 503
+    code = "unavailable"
+    message = "Service temporarily unavailable"
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "bad_request",
+    415: "bad_request",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "request_id": current_request_id()}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def internal_error_response() -> JSONResponse:
+    return error_response(500, "internal_error", "An unexpected error occurred")
+
+
+def _is_database_outage(exc: DBAPIError) -> bool:
+    return isinstance(exc, OperationalError) or exc.connection_invalidated
+
+
+async def _handle_orgbill(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OrgbillError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _handle_http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(
+        exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
+    )
+    messages = {404: "Route not found", 405: "Method not allowed"}
+    message = messages.get(exc.status_code) or (
+        exc.detail if isinstance(exc.detail, str) else "Request failed"
+    )
+    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+def _clean_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Echo where and why, never the submitted value (it may be a password).
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors
+    ]
+
+
+async def _handle_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "bad_request", "Malformed JSON body")
+    return error_response(
+        422, "validation_error", "Request validation failed", _clean_validation_errors(errors)
+    )
+
+
+async def _handle_database(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if _is_database_outage(exc):
+        return error_response(503, "unavailable", "Database unavailable, retry shortly")
+    raise exc
+
+
+async def _handle_os_error(_: Request, exc: Exception) -> JSONResponse:
+    # asyncpg raises plain OSError/ConnectionRefusedError when the server is gone.
+    return error_response(503, "unavailable", "Database unavailable, retry shortly")
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OrgbillError, _handle_orgbill)
+    app.add_exception_handler(StarletteHTTPException, _handle_http)
+    app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(DBAPIError, _handle_database)
+    app.add_exception_handler(OSError, _handle_os_error)

@@ -1,0 +1,83 @@
+"""The ASGI app: ``orgbill.main:app``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import text
+
+from orgbill.admin.router import router as admin_router
+from orgbill.auth.last_used import ApiKeyUsageRecorder
+from orgbill.auth.router import router as auth_router
+from orgbill.config import Settings, get_settings
+from orgbill.db import Database
+from orgbill.errors import error_response, register_error_handlers
+from orgbill.kit.logging import configure_logging
+from orgbill.middleware.access_log import AccessLogMiddleware
+from orgbill.middleware.request_id import RequestIdMiddleware
+from orgbill.organizations.router import router as organizations_router
+from orgbill.plans.catalog import load_catalog
+
+API_PREFIX = "/api/v1"
+_READY_TIMEOUT_SECONDS = 3.0
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, access_log=settings.access_log)
+    catalog = load_catalog(settings.plans_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database.from_settings(settings)
+        app.state.database = database
+        app.state.api_key_usage = ApiKeyUsageRecorder(database)
+        try:
+            yield
+        finally:
+            await app.state.api_key_usage.drain()
+            await database.dispose()
+
+    app = FastAPI(
+        title="orgbill",
+        version="0.1.0",
+        summary="Organizations, members, API keys, plans, Stripe billing and usage.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.catalog = catalog
+    register_error_handlers(app)
+
+    for router in (auth_router, organizations_router, admin_router):
+        app.include_router(router, prefix=API_PREFIX)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], response_model=None)
+    async def readyz(request: Request) -> Response | dict[str, str]:
+        database: Database = request.app.state.database
+        try:
+            async with asyncio.timeout(_READY_TIMEOUT_SECONDS), database.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return error_response(503, "unavailable", "Database unreachable")
+        return {"status": "ready", "database": "ok"}
+
+    # Added last is outermost: request id wraps the access log, which wraps the app.
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `orgbill.main:app` builds the app on first use, so importing this module reads no settings.
+    if name == "app":
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,19 @@
+"""Every table, imported here so Alembic's autogenerate sees them all."""
+
+from orgbill.models.api_key import ApiKey
+from orgbill.models.audit_log import AuditLog
+from orgbill.models.base import Base
+from orgbill.models.membership import Membership, Role
+from orgbill.models.organization import Organization, OrganizationStatus
+from orgbill.models.user import User
+
+__all__ = [
+    "ApiKey",
+    "AuditLog",
+    "Base",
+    "Membership",
+    "Organization",
+    "OrganizationStatus",
+    "Role",
+    "User",
+]

@@ -1,0 +1,147 @@
+"""SQL for organizations, memberships and API keys. Tenant-owned queries take the org id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgbill.kit.pagination import PageParams, paginate_statement
+from orgbill.models import ApiKey, Membership, Organization, Role, User
+
+
+async def slug_taken(session: AsyncSession, slug: str) -> bool:
+    return (
+        await session.scalar(select(Organization.id).where(Organization.slug == slug))
+    ) is not None
+
+
+async def insert_organization(session: AsyncSession, org: Organization) -> bool:
+    """False when the slug is taken (the unique constraint decides, not a prior read)."""
+    try:
+        async with session.begin_nested():
+            session.add(org)
+    except IntegrityError:
+        return False
+    return True
+
+
+async def lock_organization(session: AsyncSession, org_id: uuid.UUID) -> None:
+    """Serialises membership changes of one org (a row lock on PostgreSQL; SQLite's
+    writers are already serialised by BEGIN IMMEDIATE)."""
+    await session.execute(
+        select(Organization.id).where(Organization.id == org_id).with_for_update()
+    )
+
+
+async def list_user_organizations(
+    session: AsyncSession, user_id: uuid.UUID | None, params: PageParams
+) -> list[Organization]:
+    stmt = select(Organization).where(Organization.status != "DELETED")
+    if user_id is not None:
+        stmt = stmt.join(Membership, Membership.organization_id == Organization.id).where(
+            Membership.user_id == user_id
+        )
+    stmt = paginate_statement(stmt, params, Organization.created_at, Organization.id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def newest_active_key_prefix(session: AsyncSession, org_id: uuid.UUID) -> str | None:
+    stmt = (
+        select(ApiKey.prefix)
+        .where(ApiKey.organization_id == org_id, ApiKey.revoked_at.is_(None))
+        .order_by(ApiKey.created_at.desc())
+        .limit(1)
+    )
+    return await session.scalar(stmt)
+
+
+# Members
+
+
+async def list_members(
+    session: AsyncSession, org_id: uuid.UUID, params: PageParams
+) -> list[tuple[Membership, User]]:
+    stmt = (
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.organization_id == org_id)
+    )
+    stmt = paginate_statement(stmt, params, Membership.created_at, Membership.user_id)
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+
+
+async def get_member(
+    session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[Membership, User] | None:
+    stmt = (
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.organization_id == org_id, Membership.user_id == user_id)
+    )
+    row = (await session.execute(stmt)).first()
+    return (row[0], row[1]) if row else None
+
+
+async def count_members(session: AsyncSession, org_id: uuid.UUID) -> int:
+    stmt = select(func.count()).select_from(Membership).where(Membership.organization_id == org_id)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def count_owners(session: AsyncSession, org_id: uuid.UUID) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.organization_id == org_id, Membership.role == Role.OWNER)
+    )
+    return int(await session.scalar(stmt) or 0)
+
+
+async def find_user(
+    session: AsyncSession, *, user_id: uuid.UUID | None, email: str | None
+) -> User | None:
+    if user_id is not None:
+        return await session.get(User, user_id)
+    return await session.scalar(select(User).where(User.email == (email or "").lower()))
+
+
+async def insert_membership(session: AsyncSession, membership: Membership) -> bool:
+    try:
+        async with session.begin_nested():
+            session.add(membership)
+    except IntegrityError:
+        return False
+    return True
+
+
+# API keys
+
+
+async def list_api_keys(
+    session: AsyncSession, org_id: uuid.UUID, params: PageParams
+) -> list[ApiKey]:
+    stmt = select(ApiKey).where(ApiKey.organization_id == org_id)
+    stmt = paginate_statement(stmt, params, ApiKey.created_at, ApiKey.id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def get_api_key(session: AsyncSession, org_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
+    stmt = select(ApiKey).where(ApiKey.organization_id == org_id, ApiKey.id == key_id)
+    return await session.scalar(stmt)
+
+
+async def revoke_api_keys(
+    session: AsyncSession, org_id: uuid.UUID, now: datetime, key_id: uuid.UUID | None = None
+) -> int:
+    stmt = (
+        update(ApiKey)
+        .where(ApiKey.organization_id == org_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    if key_id is not None:
+        stmt = stmt.where(ApiKey.id == key_id)
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
+
+from orgbill.auth.dependencies import (
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    UserDep,
+    current_org_access,
+    org_access,
+)
+from orgbill.auth.principal import ANY_ROLE, MANAGERS, OWNERS, OrgAccess
+from orgbill.kit.pagination import Page, PageParams, page_params
+from orgbill.kit.routing import TransactionalRoute
+from orgbill.organizations import schemas, service
+from orgbill.plans.dependencies import CatalogDep
+
+router = APIRouter(route_class=TransactionalRoute, tags=["organizations"])
+
+ReadOrg = Annotated[OrgAccess, Depends(org_access(ANY_ROLE, allow_suspended=True))]
+ManageOrg = Annotated[OrgAccess, Depends(org_access(MANAGERS))]
+OwnOrg = Annotated[OrgAccess, Depends(org_access(OWNERS))]
+ReadOrgMembers = Annotated[OrgAccess, Depends(org_access(ANY_ROLE))]
+CurrentOrgRead = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE, allow_suspended=True))]
+CurrentOrgManage = Annotated[OrgAccess, Depends(current_org_access(MANAGERS))]
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+@router.post("/organizations", status_code=status.HTTP_201_CREATED)
+async def create_organization(
+    body: schemas.OrganizationCreate, user: UserDep, session: SessionDep, catalog: CatalogDep
+) -> schemas.Organization:
+    org = await service.create_organization(session, user.user, body)
+    return await service.describe_organization(session, org, catalog)
+
+
+@router.get("/organizations")
+async def list_organizations(
+    user: UserDep, session: SessionDep, catalog: CatalogDep, paging: Paging
+) -> Page[schemas.Organization]:
+    orgs, cursor = await service.list_organizations(session, user, paging)
+    data = [await service.describe_organization(session, org, catalog) for org in orgs]
+    return Page(data=data, next_cursor=cursor)
+
+
+@router.get("/organization")
+async def get_current_organization(
+    access: CurrentOrgRead, session: SessionDep, catalog: CatalogDep
+) -> schemas.Organization:
+    return await service.get_organization(session, access, catalog)
+
+
+@router.post("/organization/regenerate-key")
+async def regenerate_key(
+    access: CurrentOrgManage, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
+) -> schemas.RegeneratedKey:
+    return await service.regenerate_key(session, principal, access, settings)
+
+
+@router.get("/organizations/profile/{org_id}")
+async def get_profile(
+    access: ReadOrg, session: SessionDep, catalog: CatalogDep
+) -> schemas.OrganizationProfile:
+    return await service.get_profile(session, access, catalog)
+
+
+@router.get("/organizations/{org_id}")
+async def get_organization(
+    access: ReadOrg, session: SessionDep, catalog: CatalogDep
+) -> schemas.OrganizationComposite:
+    return await service.get_composite(session, access, catalog)
+
+
+@router.patch("/organizations/{org_id}")
+async def update_organization(
+    body: schemas.OrganizationUpdate, access: ManageOrg, session: SessionDep, catalog: CatalogDep
+) -> schemas.Organization:
+    return await service.update_organization(session, access, body, catalog)
+
+
+@router.delete("/organizations/{org_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_organization(access: OwnOrg, session: SessionDep) -> Response:
+    await service.delete_organization(session, access)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/organizations/{org_id}/members")
+async def list_members(
+    access: ReadOrgMembers, session: SessionDep, paging: Paging
+) -> Page[schemas.Member]:
+    data, cursor = await service.list_members(session, access, paging)
+    return Page(data=data, next_cursor=cursor)
+
+
+@router.post("/organizations/{org_id}/members", status_code=status.HTTP_201_CREATED)
+async def add_member(
+    body: schemas.MemberCreate, access: ManageOrg, session: SessionDep, catalog: CatalogDep
+) -> schemas.Member:
+    return await service.add_member(session, access, body, catalog)
+
+
+@router.patch("/organizations/{org_id}/members/{user_id}")
+async def update_member(
+    user_id: uuid.UUID, body: schemas.MemberUpdate, access: ManageOrg, session: SessionDep
+) -> schemas.Member:
+    return await service.update_member(session, access, user_id, body)
+
+
+@router.delete("/organizations/{org_id}/members/{user_id}", status_code=204)
+async def remove_member(user_id: uuid.UUID, access: ManageOrg, session: SessionDep) -> Response:
+    await service.remove_member(session, access, user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/organizations/{org_id}/api-keys")
+async def list_api_keys(
+    access: ManageOrg, session: SessionDep, paging: Paging
+) -> Page[schemas.ApiKey]:
+    data, cursor = await service.list_api_keys(session, access, paging)
+    return Page(data=data, next_cursor=cursor)
+
+
+@router.post("/organizations/{org_id}/api-keys", status_code=status.HTTP_201_CREATED)
+async def create_api_key(
+    body: schemas.ApiKeyCreate, access: ManageOrg, session: SessionDep, settings: SettingsDep
+) -> schemas.ApiKeyCreated:
+    return await service.create_api_key(session, access, body, settings)
+
+
+@router.delete("/organizations/{org_id}/api-keys/{key_id}", status_code=204)
+async def revoke_api_key(key_id: uuid.UUID, access: ManageOrg, session: SessionDep) -> Response:
+    await service.revoke_api_key(session, access, key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, Field, StringConstraints, field_validator, model_validator
+
+from orgbill.kit.schemas import DecimalNumber, RequestSchema, Schema, UTCDatetime
+from orgbill.models import Role
+
+Slug = Annotated[
+    str, StringConstraints(min_length=2, max_length=100, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+JsonObject = dict[str, Any]
+
+
+def _url_text(value: AnyHttpUrl | str | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+class OrganizationCreate(RequestSchema):
+    name: Name
+    slug: Slug | None = None
+    website: AnyHttpUrl | None = None
+
+    @field_validator("website", mode="after")
+    @classmethod
+    def _max_len(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if value is not None and len(str(value)) > 500:
+            raise ValueError("website must be at most 500 characters")
+        return value
+
+
+class OrganizationUpdate(RequestSchema):
+    name: Name | None = None
+    website: AnyHttpUrl | None = None
+    image_url: AnyHttpUrl | None = None
+    preferences: JsonObject | None = None
+    partner_configuration: JsonObject | None = None
+
+
+class Organization(Schema):
+    id: uuid.UUID
+    name: str
+    slug: str
+    website: str | None
+    image_url: str | None
+    status: str
+    region_id: str
+    org_type: str
+    kyc_level: int
+    placement_group: str
+    is_suspended: bool
+    is_deleted: bool
+    is_stripe_overdue: bool
+    is_active: bool
+    plan: str
+    rate_limit: int | None
+    entitlements: list[str]
+    preferences: JsonObject
+    partner_configuration: JsonObject
+    registerable: bool
+    api_key_prefix: str | None
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+class PlanSummary(Schema):
+    """The plan part of the composite read (seed 003), with the effective limits."""
+
+    code: str
+    name: str
+    amount: int
+    currency: str
+    interval: str
+    stripe_id: str | None
+    plan_source: str
+    chunk_count: int | None
+    dataset_count: int | None
+    file_storage: int | None
+    message_count: int | None
+    user_count: int | None
+    limits: JsonObject
+    features: list[str]
+
+
+class SubscriptionSummary(Schema):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    stripe_id: str
+    plan: str | None
+    status: str
+    current_period_start: UTCDatetime | None
+    current_period_end: UTCDatetime | None
+    cancel_at_period_end: bool
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+class OrganizationComposite(Schema):
+    organization: Organization
+    plan: PlanSummary
+    subscription: SubscriptionSummary | None
+
+
+class OrganizationProfile(Schema):
+    id: uuid.UUID
+    name: str
+    slug: str
+    website: str | None
+    status: str
+    total_credits: DecimalNumber
+    region_id: str
+    plan_name: str
+    plan_source: Literal["enterprise", "stripe", "free"]
+    sub_status: str | None
+    period_end: UTCDatetime | None
+    max_concurrency: int | None
+    max_members: int | None
+    max_agents: int | None
+    max_credits: int | None
+    api_rate_limit: int | None
+    can_record_calls: bool
+    can_use_api: bool
+    extra_credit_price: DecimalNumber
+    limits: JsonObject
+
+
+class Member(Schema):
+    user_id: uuid.UUID
+    email: str
+    name: str
+    role: Role
+    created_at: UTCDatetime
+
+
+class MemberCreate(RequestSchema):
+    user_id: uuid.UUID | None = None
+    email: Annotated[str, StringConstraints(max_length=320)] | None = None
+    role: Role = Role.MEMBER
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> MemberCreate:
+        if (self.user_id is None) == (self.email is None):
+            raise ValueError("give exactly one of user_id or email")
+        return self
+
+
+class MemberUpdate(RequestSchema):
+    role: Role
+
+
+class ApiKeyCreate(RequestSchema):
+    name: Name
+    expires_at: datetime | None = None
+
+
+class ApiKey(Schema):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: UTCDatetime
+    expires_at: UTCDatetime | None
+    revoked_at: UTCDatetime | None
+    last_used_at: UTCDatetime | None
+
+
+class ApiKeyCreated(ApiKey):
+    key: str = Field(description="The plaintext key. Shown once; store it now.")
+
+
+class RegeneratedKey(Schema):
+    """Seed 001 shape: the org's id and name with its new key."""
+
+    id: uuid.UUID
+    name: str
+    api_key: str
+    api_key_prefix: str
+    key_id: uuid.UUID
+    created_at: UTCDatetime
+
+
+def website_text(value: AnyHttpUrl | None) -> str | None:
+    return _url_text(value)

@@ -1,0 +1,428 @@
+"""Rules for organizations, members and API keys."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgbill.auth.principal import (
+    ApiKeyPrincipal,
+    OrgAccess,
+    Principal,
+    UserPrincipal,
+)
+from orgbill.config import Settings
+from orgbill.entitlements import service as entitlements
+from orgbill.entitlements.resolver import EffectivePlan
+from orgbill.errors import BadRequest, Conflict, Forbidden, LimitExceeded, NotFound
+from orgbill.kit.crypto import generate_api_key
+from orgbill.kit.pagination import PageParams, build_page
+from orgbill.kit.time import utcnow
+from orgbill.models import ApiKey, Membership, Organization, OrganizationStatus, Role, User
+from orgbill.organizations import repository, schemas
+from orgbill.plans.catalog import Catalog, LimitValue
+
+_SLUG_STRIP = re.compile(r"[^a-z0-9]+")
+
+
+def _json_limit(value: LimitValue) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def limits_json(plan: EffectivePlan) -> dict[str, Any]:
+    return {name: _json_limit(limit.value) for name, limit in plan.limits.items()}
+
+
+def _slugify(name: str) -> str:
+    slug = _SLUG_STRIP.sub("-", name.lower()).strip("-")[:80]
+    return slug if len(slug) >= 2 else f"org-{slug}".strip("-")
+
+
+def organization_schema(
+    org: Organization, plan: EffectivePlan, api_key_prefix: str | None
+) -> schemas.Organization:
+    return schemas.Organization(
+        id=org.id,
+        name=org.name,
+        slug=org.slug,
+        website=org.website,
+        image_url=org.image_url,
+        status=org.status,
+        region_id=org.region_id,
+        org_type=org.org_type,
+        kyc_level=org.kyc_level,
+        placement_group=org.placement_group,
+        is_suspended=org.is_suspended,
+        is_deleted=org.is_deleted,
+        is_stripe_overdue=plan.is_stripe_overdue,
+        is_active=org.status == OrganizationStatus.ACTIVE,
+        plan=plan.plan.code,
+        rate_limit=_json_limit(plan.limit("api_rate_limit")),
+        entitlements=list(org.entitlements or []),
+        preferences=dict(org.preferences or {}),
+        partner_configuration=dict(org.partner_configuration or {}),
+        registerable=org.registerable,
+        api_key_prefix=api_key_prefix,
+        created_at=org.created_at,
+        updated_at=org.updated_at,
+    )
+
+
+async def _key_prefix_for(session: AsyncSession, access: OrgAccess) -> str | None:
+    key = access.api_key
+    if key is not None:
+        return key.prefix
+    return await repository.newest_active_key_prefix(session, access.organization.id)
+
+
+async def create_organization(
+    session: AsyncSession, user: User, data: schemas.OrganizationCreate
+) -> Organization:
+    now = utcnow()
+    base_slug = data.slug or _slugify(data.name)
+    # A requested slug must be free; a derived one gets a short suffix until it is.
+    for attempt in range(5):
+        slug = base_slug if attempt == 0 else f"{base_slug[:90]}-{secrets.token_hex(3)}"
+        org = Organization(
+            id=uuid.uuid4(),
+            name=data.name,
+            slug=slug,
+            website=schemas.website_text(data.website),
+            status=OrganizationStatus.ACTIVE,
+            entitlements=[],
+            preferences={},
+            partner_configuration={},
+            created_at=now,
+            updated_at=now,
+        )
+        if await repository.insert_organization(session, org):
+            break
+        if data.slug:
+            raise Conflict(f"Slug '{data.slug}' is already taken")
+    else:
+        raise Conflict("Could not find a free slug; pass one explicitly")
+    session.add(
+        Membership(organization_id=org.id, user_id=user.id, role=Role.OWNER, created_at=now)
+    )
+    await session.flush()
+    return org
+
+
+async def list_organizations(
+    session: AsyncSession, principal: UserPrincipal, params: PageParams
+) -> tuple[list[Organization], str | None]:
+    user_id = None if principal.user.is_superadmin else principal.user.id
+    rows = await repository.list_user_organizations(session, user_id, params)
+    return build_page(rows, params)
+
+
+async def get_organization(
+    session: AsyncSession, access: OrgAccess, catalog: Catalog
+) -> schemas.Organization:
+    plan = await entitlements.effective_plan(session, access.organization, catalog, utcnow())
+    return organization_schema(access.organization, plan, await _key_prefix_for(session, access))
+
+
+async def describe_organization(
+    session: AsyncSession, org: Organization, catalog: Catalog
+) -> schemas.Organization:
+    """An organization as a user (not its own API key) sees it."""
+    plan = await entitlements.effective_plan(session, org, catalog, utcnow())
+    prefix = await repository.newest_active_key_prefix(session, org.id)
+    return organization_schema(org, plan, prefix)
+
+
+def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
+    def count(name: str) -> int | None:
+        value = plan.limit(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return schemas.PlanSummary(
+        code=plan.plan.code,
+        name=plan.plan.name,
+        amount=plan.plan.amount,
+        currency=plan.plan.currency,
+        interval=plan.plan.interval,
+        stripe_id=plan.plan.stripe_price_id,
+        plan_source=plan.source,
+        chunk_count=count("chunk_count"),
+        dataset_count=count("dataset_count"),
+        file_storage=count("file_storage"),
+        message_count=count("message_count"),
+        user_count=count("max_members"),
+        limits=limits_json(plan),
+        features=list(plan.features),
+    )
+
+
+async def get_composite(
+    session: AsyncSession, access: OrgAccess, catalog: Catalog
+) -> schemas.OrganizationComposite:
+    plan = await entitlements.effective_plan(session, access.organization, catalog, utcnow())
+    organization = organization_schema(
+        access.organization, plan, await _key_prefix_for(session, access)
+    )
+    return schemas.OrganizationComposite(
+        organization=organization, plan=plan_summary(plan), subscription=None
+    )
+
+
+def profile_schema(
+    org: Organization, plan: EffectivePlan, total_credits: Decimal
+) -> schemas.OrganizationProfile:
+    def count(name: str) -> int | None:
+        value = plan.limit(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    extra_price = plan.limit("extra_credit_price")
+    return schemas.OrganizationProfile(
+        id=org.id,
+        name=org.name,
+        slug=org.slug,
+        website=org.website,
+        status=org.status,
+        total_credits=total_credits,
+        region_id=org.region_id,
+        plan_name=plan.plan.name,
+        plan_source=plan.source,
+        sub_status=plan.subscription_status,
+        period_end=plan.period_end,
+        max_concurrency=count("max_concurrency"),
+        max_members=count("max_members"),
+        max_agents=count("max_agents"),
+        max_credits=count("max_credits"),
+        api_rate_limit=count("api_rate_limit"),
+        can_record_calls=bool(plan.limit("can_record_calls")),
+        can_use_api=bool(plan.limit("can_use_api")),
+        extra_credit_price=extra_price if isinstance(extra_price, Decimal) else Decimal(0),
+        limits={**limits_json(plan), "features": list(plan.features)},
+    )
+
+
+async def get_profile(
+    session: AsyncSession, access: OrgAccess, catalog: Catalog
+) -> schemas.OrganizationProfile:
+    plan = await entitlements.effective_plan(session, access.organization, catalog, utcnow())
+    # The credit ledger arrives with the usage issue; until then no credits exist.
+    return profile_schema(access.organization, plan, Decimal(0))
+
+
+async def update_organization(
+    session: AsyncSession, access: OrgAccess, data: schemas.OrganizationUpdate, catalog: Catalog
+) -> schemas.Organization:
+    org = access.organization
+    changes = data.model_dump(exclude_unset=True)
+    if "name" in changes:
+        if data.name is None:
+            raise BadRequest("name cannot be null")
+        org.name = data.name
+    if "website" in changes:
+        org.website = schemas.website_text(data.website)
+    if "image_url" in changes:
+        org.image_url = schemas.website_text(data.image_url)
+    if "preferences" in changes:
+        org.preferences = dict(data.preferences or {})
+    if "partner_configuration" in changes:
+        org.partner_configuration = dict(data.partner_configuration or {})
+    org.updated_at = utcnow()
+    await session.flush()
+    return await get_organization(session, access, catalog)
+
+
+async def delete_organization(session: AsyncSession, access: OrgAccess) -> None:
+    org = access.organization
+    now = utcnow()
+    org.status = OrganizationStatus.DELETED
+    org.deleted_at = now
+    org.updated_at = now
+    await repository.revoke_api_keys(session, org.id, now)
+    await session.flush()
+
+
+# Members
+
+
+def member_schema(membership: Membership, user: User) -> schemas.Member:
+    return schemas.Member(
+        user_id=user.id,
+        email=user.email,
+        name=user.name,
+        role=Role(membership.role),
+        created_at=membership.created_at,
+    )
+
+
+async def list_members(
+    session: AsyncSession, access: OrgAccess, params: PageParams
+) -> tuple[list[schemas.Member], str | None]:
+    rows = await repository.list_members(session, access.organization.id, params)
+    page, cursor = build_page([m for m, _ in rows], params)
+    users = {m.user_id: u for m, u in rows}
+    return [member_schema(m, users[m.user_id]) for m in page], cursor
+
+
+def _require_owner_for(access: OrgAccess, *roles: str) -> None:
+    # Only owners create, change or remove owners: an admin cannot promote past itself.
+    if Role.OWNER in roles and access.role != Role.OWNER:
+        raise Forbidden("Only an owner can grant, change or remove the owner role")
+
+
+async def add_member(
+    session: AsyncSession, access: OrgAccess, data: schemas.MemberCreate, catalog: Catalog
+) -> schemas.Member:
+    org_id = access.organization.id
+    _require_owner_for(access, data.role)
+    user = await repository.find_user(session, user_id=data.user_id, email=data.email)
+    if user is None:
+        raise NotFound("User not found; they must register first")
+    await repository.lock_organization(session, org_id)
+    plan = await entitlements.effective_plan(session, access.organization, catalog, utcnow())
+    max_members = plan.limit("max_members")
+    if (
+        isinstance(max_members, int)
+        and await repository.count_members(session, org_id) >= max_members
+    ):
+        raise LimitExceeded(
+            f"The {plan.plan.name} plan allows {max_members} members; upgrade to add more",
+            details={"limit": "max_members", "value": max_members},
+        )
+    membership = Membership(
+        organization_id=org_id, user_id=user.id, role=data.role, created_at=utcnow()
+    )
+    if not await repository.insert_membership(session, membership):
+        raise Conflict("User is already a member of this organization")
+    return member_schema(membership, user)
+
+
+async def _last_owner_guard(
+    session: AsyncSession, org_id: uuid.UUID, membership: Membership
+) -> None:
+    if membership.role == Role.OWNER and await repository.count_owners(session, org_id) <= 1:
+        raise Conflict("An organization must keep at least one owner")
+
+
+async def update_member(
+    session: AsyncSession, access: OrgAccess, user_id: uuid.UUID, data: schemas.MemberUpdate
+) -> schemas.Member:
+    org_id = access.organization.id
+    await repository.lock_organization(session, org_id)
+    found = await repository.get_member(session, org_id, user_id)
+    if found is None:
+        raise NotFound("Member not found")
+    membership, user = found
+    _require_owner_for(access, membership.role, data.role)
+    if membership.role != data.role:
+        await _last_owner_guard(session, org_id, membership)
+        membership.role = data.role
+        await session.flush()
+    return member_schema(membership, user)
+
+
+async def remove_member(session: AsyncSession, access: OrgAccess, user_id: uuid.UUID) -> None:
+    org_id = access.organization.id
+    await repository.lock_organization(session, org_id)
+    found = await repository.get_member(session, org_id, user_id)
+    if found is None:
+        raise NotFound("Member not found")
+    membership, _ = found
+    _require_owner_for(access, membership.role)
+    await _last_owner_guard(session, org_id, membership)
+    await session.delete(membership)
+    await session.flush()
+
+
+# API keys
+
+
+def api_key_schema(key: ApiKey) -> schemas.ApiKey:
+    return schemas.ApiKey.model_validate(key)
+
+
+async def list_api_keys(
+    session: AsyncSession, access: OrgAccess, params: PageParams
+) -> tuple[list[schemas.ApiKey], str | None]:
+    rows = await repository.list_api_keys(session, access.organization.id, params)
+    page, cursor = build_page(rows, params)
+    return [api_key_schema(k) for k in page], cursor
+
+
+def _new_key(
+    settings: Settings,
+    org_id: uuid.UUID,
+    name: str,
+    actor: uuid.UUID | None,
+    expires_at: datetime | None,
+) -> tuple[ApiKey, str]:
+    material = generate_api_key(settings.api_key_secret)
+    key = ApiKey(
+        id=uuid.uuid4(),
+        organization_id=org_id,
+        name=name,
+        prefix=material.prefix,
+        key_hash=material.key_hash,
+        created_by_user_id=actor,
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    return key, material.plaintext
+
+
+async def create_api_key(
+    session: AsyncSession, access: OrgAccess, data: schemas.ApiKeyCreate, settings: Settings
+) -> schemas.ApiKeyCreated:
+    if data.expires_at is not None and data.expires_at <= utcnow():
+        raise BadRequest("expires_at must be in the future")
+    key, plaintext = _new_key(
+        settings, access.organization.id, data.name, access.actor_user_id, data.expires_at
+    )
+    session.add(key)
+    await session.flush()
+    return schemas.ApiKeyCreated(**api_key_schema(key).model_dump(), key=plaintext)
+
+
+async def create_initial_api_key(
+    session: AsyncSession, org: Organization, settings: Settings, name: str = "default"
+) -> tuple[ApiKey, str]:
+    key, plaintext = _new_key(settings, org.id, name, None, None)
+    session.add(key)
+    await session.flush()
+    return key, plaintext
+
+
+async def revoke_api_key(session: AsyncSession, access: OrgAccess, key_id: uuid.UUID) -> None:
+    key = await repository.get_api_key(session, access.organization.id, key_id)
+    if key is None:
+        raise NotFound("API key not found")
+    if key.revoked_at is None:
+        await repository.revoke_api_keys(session, access.organization.id, utcnow(), key_id=key_id)
+
+
+async def regenerate_key(
+    session: AsyncSession, principal: Principal, access: OrgAccess, settings: Settings
+) -> schemas.RegeneratedKey:
+    """Seed 001: the calling key is revoked in the same transaction that creates its successor,
+    which commits before the response is sent."""
+    if not isinstance(principal, ApiKeyPrincipal):
+        raise Forbidden("Regenerate with the API key you want to replace")
+    old = principal.key
+    await repository.revoke_api_keys(session, access.organization.id, utcnow(), key_id=old.id)
+    key, plaintext = _new_key(settings, access.organization.id, old.name, None, old.expires_at)
+    session.add(key)
+    await session.flush()
+    org = access.organization
+    return schemas.RegeneratedKey(
+        id=org.id,
+        name=org.name,
+        api_key=plaintext,
+        api_key_prefix=key.prefix,
+        key_id=key.id,
+        created_at=org.created_at,
+    )

@@ -1,0 +1,237 @@
+"""The plan catalog: a versioned TOML file, validated strictly before anything uses it."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+DEFAULT_PLANS_FILE = Path(__file__).with_name("catalog.toml")
+FREE_PLAN = "free"
+ENTERPRISE_PLAN = "enterprise"
+UNLIMITED = "unlimited"
+
+LimitValue = int | bool | Decimal | None  # None: unlimited
+
+# Every limit a plan must state, and its type. "count" limits may be "unlimited".
+LIMIT_TYPES: dict[str, Literal["count", "bool", "decimal", "rate"]] = {
+    "max_agents": "count",
+    "max_members": "count",
+    "max_concurrency": "count",
+    "max_credits": "count",
+    "monthly_credits": "count",
+    "api_rate_limit": "rate",
+    "max_logs_per_month": "count",
+    "log_retention_days": "count",
+    "max_turns_per_period": "count",
+    "max_relationships": "count",
+    "chunk_count": "count",
+    "dataset_count": "count",
+    "file_storage": "count",
+    "message_count": "count",
+    "can_record_calls": "bool",
+    "can_use_api": "bool",
+    "extra_credit_price": "decimal",
+}
+_MINOR_UNIT_EXPONENT = {"jpy": 0, "krw": 0, "bhd": 3, "kwd": 3}
+
+
+class CatalogError(ValueError):
+    """A plans file that cannot be used; the message names the plan and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    name: str
+    limit: str
+    kind: Literal["counter", "gauge"]
+    enforcement: Literal["hard", "soft"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDef:
+    code: str
+    name: str
+    description: str
+    amount: int
+    currency: str
+    interval: Literal["month", "year"]
+    rank: int
+    stripe_price_id: str | None
+    stripe_lookup_key: str | None
+    limits: dict[str, LimitValue]
+    features: tuple[str, ...]
+
+    @property
+    def price(self) -> int | float:
+        """Display price in major units, as the seeds show it (29 for 2900 cents)."""
+        exponent = _MINOR_UNIT_EXPONENT.get(self.currency, 2)
+        value = Decimal(self.amount).scaleb(-exponent)
+        return int(value) if value == value.to_integral_value() else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    version: int
+    plans: dict[str, PlanDef]
+    meters: dict[str, Meter]
+    _by_stripe_ref: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def free(self) -> PlanDef:
+        return self.plans[FREE_PLAN]
+
+    def plan_for_stripe_ref(self, *refs: str | None) -> PlanDef | None:
+        """Price id, else lookup key, else legacy plan id, as listed in the plans file."""
+        for ref in refs:
+            if ref and ref in self._by_stripe_ref:
+                return self.plans[self._by_stripe_ref[ref]]
+        return None
+
+    def meter_for_limit(self, limit: str) -> Meter | None:
+        return next((m for m in self.meters.values() if m.limit == limit), None)
+
+
+def parse_limit(plan: str, name: str, raw: Any) -> LimitValue:
+    kind = LIMIT_TYPES.get(name)
+    where = f"plan '{plan}', limit '{name}'"
+    if kind is None:
+        raise CatalogError(f"{where}: unknown limit")
+    if kind == "bool":
+        if not isinstance(raw, bool):
+            raise CatalogError(f"{where}: must be true or false")
+        return raw
+    if kind == "decimal":
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise CatalogError(f"{where}: must be a decimal number")
+        try:
+            value = Decimal(str(raw))
+        except InvalidOperation as exc:
+            raise CatalogError(f"{where}: must be a decimal number") from exc
+        if not value.is_finite() or value < 0:
+            raise CatalogError(f"{where}: must be a non-negative number")
+        return value
+    if raw == UNLIMITED and kind == "count":
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < (1 if kind == "rate" else 0):
+        allowed = (
+            "a positive integer" if kind == "rate" else 'a non-negative integer or "unlimited"'
+        )
+        raise CatalogError(f"{where}: must be {allowed}")
+    return raw
+
+
+def _text(plan: str, data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise CatalogError(f"plan '{plan}', field '{key}': must be a non-empty string")
+    return value
+
+
+def _parse_plan(code: str, data: Any) -> PlanDef:
+    if not isinstance(data, dict):
+        raise CatalogError(f"plan '{code}': must be a table")
+    known = {
+        "name",
+        "description",
+        "amount",
+        "currency",
+        "interval",
+        "rank",
+        "features",
+        "limits",
+        "stripe_price_id",
+        "stripe_lookup_key",
+    }
+    for key in data:
+        if key not in known:
+            raise CatalogError(f"plan '{code}', field '{key}': unknown field")
+    amount = data.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        raise CatalogError(
+            f"plan '{code}', field 'amount': must be a non-negative integer (minor units)"
+        )
+    interval = data.get("interval")
+    if interval not in ("month", "year"):
+        raise CatalogError(f"plan '{code}', field 'interval': must be 'month' or 'year'")
+    rank = data.get("rank")
+    if isinstance(rank, bool) or not isinstance(rank, int):
+        raise CatalogError(f"plan '{code}', field 'rank': must be an integer")
+    features = data.get("features", [])
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise CatalogError(f"plan '{code}', field 'features': must be a list of strings")
+    raw_limits = data.get("limits")
+    if not isinstance(raw_limits, dict):
+        raise CatalogError(f"plan '{code}', field 'limits': must be a table")
+    missing = [name for name in LIMIT_TYPES if name not in raw_limits]
+    if missing:
+        raise CatalogError(f"plan '{code}', limit '{missing[0]}': missing")
+    limits = {name: parse_limit(code, name, raw) for name, raw in raw_limits.items()}
+    currency = _text(code, data, "currency")
+    assert currency is not None
+    return PlanDef(
+        code=code,
+        name=_text(code, data, "name") or code,
+        description=_text(code, data, "description") or "",
+        amount=amount,
+        currency=currency.lower(),
+        interval=interval,
+        rank=rank,
+        stripe_price_id=_text(code, data, "stripe_price_id", required=False),
+        stripe_lookup_key=_text(code, data, "stripe_lookup_key", required=False),
+        limits=limits,
+        features=tuple(features),
+    )
+
+
+def _parse_meter(name: str, data: Any) -> Meter:
+    if not isinstance(data, dict):
+        raise CatalogError(f"meter '{name}': must be a table")
+    if LIMIT_TYPES.get(data.get("limit", "")) != "count":
+        raise CatalogError(f"meter '{name}', field 'limit': must name a count limit")
+    if data.get("kind") not in ("counter", "gauge"):
+        raise CatalogError(f"meter '{name}', field 'kind': must be 'counter' or 'gauge'")
+    if data.get("enforcement") not in ("hard", "soft"):
+        raise CatalogError(f"meter '{name}', field 'enforcement': must be 'hard' or 'soft'")
+    return Meter(name=name, limit=data["limit"], kind=data["kind"], enforcement=data["enforcement"])
+
+
+def parse_catalog(data: dict[str, Any]) -> Catalog:
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CatalogError("field 'version': must be a positive integer")
+    raw_plans = data.get("plans")
+    if not isinstance(raw_plans, dict) or not raw_plans:
+        raise CatalogError("field 'plans': must define at least one plan")
+    plans = {code: _parse_plan(code, raw) for code, raw in raw_plans.items()}
+    for required in (FREE_PLAN, ENTERPRISE_PLAN):
+        if required not in plans:
+            raise CatalogError(f"plan '{required}': missing (orgbill falls back to it)")
+    raw_meters = data.get("meters", {})
+    if not isinstance(raw_meters, dict):
+        raise CatalogError("field 'meters': must be a table")
+    meters = {name: _parse_meter(name, raw) for name, raw in raw_meters.items()}
+    by_ref: dict[str, str] = {}
+    for plan in plans.values():
+        for ref in (plan.stripe_price_id, plan.stripe_lookup_key):
+            if ref is None:
+                continue
+            if ref in by_ref:
+                raise CatalogError(f"plan '{plan.code}': Stripe reference '{ref}' is used twice")
+            by_ref[ref] = plan.code
+    return Catalog(version=version, plans=plans, meters=meters, _by_stripe_ref=by_ref)
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    path = path or DEFAULT_PLANS_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogError(f"cannot read plans file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"plans file {path} is not valid TOML: {exc}") from exc
+    return parse_catalog(data)
