@@ -17,7 +17,7 @@ from orgbill.config import Settings, get_settings
 from orgbill.db import Database
 from orgbill.errors import Conflict
 from orgbill.kit.crypto import random_token
-from orgbill.models import Membership, Organization, Role, User
+from orgbill.models import Membership, Organization, User
 from orgbill.organizations import schemas as org_schemas
 from orgbill.organizations import service as org_service
 
