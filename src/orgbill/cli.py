@@ -7,6 +7,8 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +22,8 @@ from orgbill.kit.crypto import random_token
 from orgbill.models import Membership, Organization, User
 from orgbill.organizations import schemas as org_schemas
 from orgbill.organizations import service as org_service
+from orgbill.plans.catalog import CatalogError
+from orgbill.plans.service import SyncResult, read_plans_file, sync_catalog
 
 DEMO_EMAIL = "demo@orgbill.example"
 DEMO_SLUG = "demo-org"
@@ -79,6 +83,19 @@ async def create_superadmin(settings: Settings, email: str, password: str) -> di
     return {"id": str(user.id), "email": user.email, "is_superadmin": True}
 
 
+async def sync_plans(settings: Settings, path: Path | None = None) -> SyncResult:
+    """Validate the plans file fully, then load it in one transaction (or change nothing)."""
+    document = read_plans_file(path or settings.plans_file)
+    database = Database.from_settings(settings)
+    try:
+        async with database.session(writes=True) as session:
+            result = await sync_catalog(session, document)
+            await session.commit()
+    finally:
+        await database.dispose()
+    return result
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -104,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     admin = sub.add_parser("create-superadmin", help="create (or promote) a superadmin user")
     admin.add_argument("email")
     admin.add_argument("--password", required=True)
+    plans = sub.add_parser("plans", help="plan catalog").add_subparsers(dest="plans_command")
+    plans.required = True
+    plans_sync = plans.add_parser("sync", help="load the plans file into the database")
+    plans_sync.add_argument("--file", type=Path, help="plans file (default: ORGBILL_PLANS_FILE)")
     return parser
 
 
@@ -131,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"orgbill: {exc.message}", file=sys.stderr)
             return 1
         print(json.dumps(result))
+    elif args.command == "plans":
+        try:
+            synced = asyncio.run(sync_plans(settings, args.file))
+        except CatalogError as exc:
+            print(f"orgbill: plans file rejected, nothing changed: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(asdict(synced)))
     return 0
 
 

@@ -20,6 +20,7 @@ from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.request_id import RequestIdMiddleware
 from orgbill.organizations.router import router as organizations_router
 from orgbill.plans.catalog import load_catalog
+from orgbill.plans.store import CatalogStore
 
 API_PREFIX = "/api/v1"
 _READY_TIMEOUT_SECONDS = 3.0
@@ -28,7 +29,7 @@ _READY_TIMEOUT_SECONDS = 3.0
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, access_log=settings.access_log)
-    catalog = load_catalog(settings.plans_file)
+    fallback_catalog = load_catalog(settings.plans_file)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.catalog = catalog
+    app.state.catalog_store = CatalogStore(fallback_catalog)
     register_error_handlers(app)
 
     for router in (auth_router, organizations_router, admin_router):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from orgbill import migrate
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.databases import (
+    bootstrap,
     make_settings,
     off_loop,
     postgres_schema,
@@ -27,7 +27,7 @@ async def test_postgres_outage_is_503_and_recovers() -> None:
     direct = url.render_as_string(hide_password=False)
     with postgres_schema(direct) as schema:
         # Migrate directly: the proxy is served by this (blocked) test loop.
-        off_loop(migrate.upgrade, make_settings(direct, database_schema=schema))
+        off_loop(bootstrap, make_settings(direct, database_schema=schema))
         settings = make_settings(proxied, database_schema=schema)
         async with running_app(settings) as app, client_for(app) as client:
             org = await create_org(client)
@@ -61,6 +61,6 @@ async def test_sqlite_unreachable_file_is_503_and_recovers(tmp_path: Path) -> No
         )
         assert_error(response, 503, "unavailable")
         missing_dir.mkdir()
-        off_loop(migrate.upgrade, settings)
+        off_loop(bootstrap, settings)
         assert (await client.get("/readyz")).status_code == 200
         assert (await create_org(client)).id

@@ -11,7 +11,7 @@ from orgbill.kit.pagination import Page, PageParams, build_page, page_params
 from orgbill.kit.routing import TransactionalRoute
 from orgbill.organizations import schemas as org_schemas
 from orgbill.organizations import service as org_service
-from orgbill.plans.dependencies import CatalogDep
+from orgbill.plans.dependencies import CatalogStoreDep
 
 router = APIRouter(prefix="/admin", route_class=TransactionalRoute, tags=["admin"])
 
@@ -32,10 +32,10 @@ async def update_organization(
     body: schemas.AdminOrganizationUpdate,
     admin: SuperadminDep,
     session: SessionDep,
-    catalog: CatalogDep,
+    store: CatalogStoreDep,
 ) -> org_schemas.Organization:
     org = await service.update_organization(session, admin, org_id, body)
-    return await org_service.describe_organization(session, org, catalog)
+    return await org_service.describe_organization(session, org, store)
 
 
 @router.get("/audit-log")

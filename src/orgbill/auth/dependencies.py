@@ -22,12 +22,13 @@ from orgbill.auth.principal import (
     UserPrincipal,
 )
 from orgbill.config import Settings
+from orgbill.entitlements.repository import PlanInputs
 from orgbill.errors import BadRequest, Forbidden, NotFound, OrgSuspended, Unauthorized
 from orgbill.kit.context import request_context
 from orgbill.kit.crypto import constant_time_equals, hash_api_key, looks_like_api_key
 from orgbill.kit.routing import get_session
 from orgbill.kit.time import utcnow
-from orgbill.models import OrganizationStatus, Role
+from orgbill.models import Organization, OrganizationStatus, Role
 
 SESSION_COOKIE = "orgbill_session"
 CSRF_COOKIE = "orgbill_csrf"
@@ -54,7 +55,7 @@ async def _api_key_principal(
     )
     if found is None:
         raise Unauthorized("Invalid API key")
-    key, org = found
+    key, org, plan_inputs = found
     now = utcnow()
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
         raise Unauthorized("API key revoked or expired")
@@ -62,7 +63,7 @@ async def _api_key_principal(
         raise Unauthorized("Invalid API key")
     recorder: ApiKeyUsageRecorder = request.app.state.api_key_usage
     recorder.record(key.id, key.last_used_at)
-    return ApiKeyPrincipal(key=key, organization=org)
+    return ApiKeyPrincipal(key=key, organization=org, plan_inputs=plan_inputs)
 
 
 async def _user_principal(session: AsyncSession, settings: Settings, token: str) -> UserPrincipal:
@@ -139,34 +140,42 @@ async def resolve_org_access(
 ) -> OrgAccess:
     """The tenant guard every org-scoped route goes through."""
     if isinstance(principal, ApiKeyPrincipal):
-        org = principal.organization
+        org, plan_inputs = principal.organization, principal.plan_inputs
         if org_id is not None and org_id != org.id:
             raise Forbidden("This API key belongs to another organization")
         role = API_KEY_ROLE
     else:
-        target = principal.impersonated_org_id or org_id
-        if target is None:
-            raise BadRequest(f"Header {ORG_HEADER} is required with a user token")
-        found = await repository.get_org_with_role(session, target, principal.user.id)
-        if principal.impersonated_org_id is not None:
-            if found is None:
-                raise NotFound("Organization not found")
-            org, role = found[0], Role.OWNER  # the token's org wins over the URL's (seed 000)
-        elif found is not None and found[1] is not None:
-            org, role = found[0], Role(found[1])
-        elif found is not None and principal.user.is_superadmin:
-            org, role = found[0], SUPERADMIN_READ_ROLE
-        elif found is None and principal.user.is_superadmin:
-            raise NotFound("Organization not found")
-        else:
-            raise Forbidden("You are not a member of this organization")
+        org, role, plan_inputs = await _user_org_role(session, principal, org_id)
     if org.status == OrganizationStatus.DELETED:
         raise NotFound("Organization not found")
     if role not in roles:
         raise Forbidden(f"Role '{role}' may not do this")
     if org.status == OrganizationStatus.SUSPENDED and not allow_suspended:
         raise OrgSuspended()
-    return OrgAccess(organization=org, principal=principal, role=role)
+    return OrgAccess(organization=org, principal=principal, role=role, plan_inputs=plan_inputs)
+
+
+async def _user_org_role(
+    session: AsyncSession, principal: UserPrincipal, org_id: uuid.UUID | None
+) -> tuple[Organization, Role, PlanInputs]:
+    # An impersonation token acts on its own org, whatever the URL says (seed 000).
+    target = principal.impersonated_org_id or org_id
+    if target is None:
+        raise BadRequest(f"Header {ORG_HEADER} is required with a user token")
+    found = await repository.get_org_with_role(session, target, principal.user.id)
+    superadmin = principal.user.is_superadmin
+    if found is None:
+        if principal.impersonated_org_id is not None or superadmin:
+            raise NotFound("Organization not found")
+        raise Forbidden("You are not a member of this organization")
+    org, membership_role, plan_inputs = found
+    if principal.impersonated_org_id is not None:
+        return org, Role.OWNER, plan_inputs
+    if membership_role is not None:
+        return org, Role(membership_role), plan_inputs
+    if superadmin:
+        return org, SUPERADMIN_READ_ROLE, plan_inputs
+    raise Forbidden("You are not a member of this organization")
 
 
 def _record_org(request: Request, access: OrgAccess) -> OrgAccess:

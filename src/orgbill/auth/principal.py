@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from orgbill.entitlements.repository import PlanInputs
 from orgbill.models import ApiKey, Organization, Role, User
 
 
@@ -12,6 +13,7 @@ from orgbill.models import ApiKey, Organization, Role, User
 class ApiKeyPrincipal:
     key: ApiKey
     organization: Organization
+    plan_inputs: PlanInputs
 
 
 @dataclass(slots=True)
@@ -30,6 +32,8 @@ class OrgAccess:
     organization: Organization
     principal: Principal
     role: Role
+    # Fetched in the same round trip as the caller's identity; None means "load on demand".
+    plan_inputs: PlanInputs | None = None
 
     @property
     def actor_user_id(self) -> uuid.UUID | None:

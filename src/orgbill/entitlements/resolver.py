@@ -66,6 +66,8 @@ class EffectivePlan:
     is_stripe_overdue: bool
     period_start: datetime | None
     period_end: datetime | None
+    # Set when an enterprise contract applies: its start anchors the contract's periods.
+    contract_starts_at: datetime | None = None
 
     def limit(self, name: str) -> LimitValue:
         return self.limits[name].value
@@ -159,4 +161,5 @@ def resolve(
         is_stripe_overdue=status in OVERDUE_STATUSES,
         period_start=subscription.current_period_start if subscription else None,
         period_end=subscription.current_period_end if subscription else None,
+        contract_starts_at=contract.starts_at if source == "enterprise" and contract else None,
     )

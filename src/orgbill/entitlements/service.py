@@ -1,11 +1,16 @@
-"""Gathers an organization's resolution inputs and calls the pure resolver."""
+"""Gathers an organization's resolution inputs and calls the pure resolver. Every read and
+every limit check goes through `effective_plan`, so they all agree."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.entitlements import repository
+from orgbill.entitlements.repository import PlanInputs
 from orgbill.entitlements.resolver import (
     ContractInput,
     EffectivePlan,
@@ -13,25 +18,53 @@ from orgbill.entitlements.resolver import (
     SubscriptionInput,
     resolve,
 )
-from orgbill.models import Organization
-from orgbill.plans.catalog import Catalog
+from orgbill.models import EnterpriseContract, Organization, Subscription
+from orgbill.plans.catalog import Catalog, LimitValue, parse_limit
+from orgbill.plans.store import CatalogStore
+
+
+def parse_overrides(owner: str, raw: Mapping[str, Any] | None) -> dict[str, LimitValue]:
+    """Stored overrides use the plans file's value syntax ("unlimited", decimal strings)."""
+    return {name: parse_limit(owner, name, value) for name, value in (raw or {}).items()}
 
 
 def org_overrides(org: Organization) -> OrgOverrides:
-    return OrgOverrides(rate_limit=org.rate_limit, entitlements=tuple(org.entitlements or ()))
+    return OrgOverrides(
+        limits=parse_overrides("organization override", org.limit_overrides),
+        rate_limit=org.rate_limit,
+        entitlements=tuple(org.entitlements or ()),
+    )
 
 
-def resolve_for_org(
-    org: Organization,
-    catalog: Catalog,
-    now: datetime,
-    *,
-    contract: ContractInput | None,
-    subscription: SubscriptionInput | None,
+def contract_input(contract: EnterpriseContract | None) -> ContractInput | None:
+    if contract is None:
+        return None
+    return ContractInput(
+        starts_at=contract.starts_at,
+        ends_at=contract.ends_at,
+        overrides=parse_overrides("enterprise contract", contract.overrides),
+        plan_code=contract.plan_code,
+    )
+
+
+def subscription_input(subscription: Subscription | None) -> SubscriptionInput | None:
+    if subscription is None:
+        return None
+    return SubscriptionInput(
+        stripe_subscription_id=subscription.stripe_subscription_id,
+        status=subscription.status,
+        plan_code=subscription.plan_code,
+        current_period_start=subscription.current_period_start,
+        current_period_end=subscription.current_period_end,
+    )
+
+
+def resolve_with(
+    org: Organization, inputs: PlanInputs, catalog: Catalog, now: datetime
 ) -> EffectivePlan:
     return resolve(
-        contract=contract,
-        subscription=subscription,
+        contract=contract_input(inputs.contract),
+        subscription=subscription_input(inputs.subscription),
         catalog=catalog,
         overrides=org_overrides(org),
         now=now,
@@ -39,8 +72,14 @@ def resolve_for_org(
 
 
 async def effective_plan(
-    session: AsyncSession, org: Organization, catalog: Catalog, now: datetime
+    session: AsyncSession,
+    org: Organization,
+    store: CatalogStore,
+    now: datetime,
+    inputs: PlanInputs | None = None,
 ) -> EffectivePlan:
-    """The one resolution every read and limit check uses."""
-    del session  # contracts and subscriptions are read here once their tables exist
-    return resolve_for_org(org, catalog, now, contract=None, subscription=None)
+    """`inputs` may come prefetched with the caller's identity (one round trip per request)."""
+    if inputs is None:
+        inputs = await repository.load_plan_inputs(session, org.id)
+    catalog = await store.current(session, inputs.catalog_revision)
+    return resolve_with(org, inputs, catalog, now)

@@ -3,17 +3,24 @@
 from orgbill.models.api_key import ApiKey
 from orgbill.models.audit_log import AuditLog
 from orgbill.models.base import Base
+from orgbill.models.enterprise_contract import EnterpriseContract
 from orgbill.models.membership import Membership, Role
 from orgbill.models.organization import Organization, OrganizationStatus
+from orgbill.models.plan import Plan, PlanCatalog
+from orgbill.models.subscription import Subscription
 from orgbill.models.user import User
 
 __all__ = [
     "ApiKey",
     "AuditLog",
     "Base",
+    "EnterpriseContract",
     "Membership",
     "Organization",
     "OrganizationStatus",
+    "Plan",
+    "PlanCatalog",
     "Role",
+    "Subscription",
     "User",
 ]

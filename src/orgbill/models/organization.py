@@ -32,6 +32,8 @@ class Organization(IdMixin, TimestampMixin, Base):
     # Admin override of the plan's api_rate_limit (requests per second); null = plan's value.
     rate_limit: Mapped[int | None] = mapped_column()
     entitlements: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Admin overrides of plan limits for this org alone (top layer of resolution).
+    limit_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     partner_configuration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     registerable: Mapped[bool] = mapped_column(default=True)

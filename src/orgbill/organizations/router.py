@@ -17,7 +17,7 @@ from orgbill.auth.principal import ANY_ROLE, MANAGERS, OWNERS, OrgAccess
 from orgbill.kit.pagination import Page, PageParams, page_params
 from orgbill.kit.routing import TransactionalRoute
 from orgbill.organizations import schemas, service
-from orgbill.plans.dependencies import CatalogDep
+from orgbill.plans.dependencies import CatalogStoreDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["organizations"])
 
@@ -32,26 +32,26 @@ Paging = Annotated[PageParams, Depends(page_params)]
 
 @router.post("/organizations", status_code=status.HTTP_201_CREATED)
 async def create_organization(
-    body: schemas.OrganizationCreate, user: UserDep, session: SessionDep, catalog: CatalogDep
+    body: schemas.OrganizationCreate, user: UserDep, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.Organization:
     org = await service.create_organization(session, user.user, body)
-    return await service.describe_organization(session, org, catalog)
+    return await service.describe_organization(session, org, store)
 
 
 @router.get("/organizations")
 async def list_organizations(
-    user: UserDep, session: SessionDep, catalog: CatalogDep, paging: Paging
+    user: UserDep, session: SessionDep, store: CatalogStoreDep, paging: Paging
 ) -> Page[schemas.Organization]:
     orgs, cursor = await service.list_organizations(session, user, paging)
-    data = [await service.describe_organization(session, org, catalog) for org in orgs]
+    data = [await service.describe_organization(session, org, store) for org in orgs]
     return Page(data=data, next_cursor=cursor)
 
 
 @router.get("/organization")
 async def get_current_organization(
-    access: CurrentOrgRead, session: SessionDep, catalog: CatalogDep
+    access: CurrentOrgRead, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.Organization:
-    return await service.get_organization(session, access, catalog)
+    return await service.get_organization(session, access, store)
 
 
 @router.post("/organization/regenerate-key")
@@ -63,23 +63,23 @@ async def regenerate_key(
 
 @router.get("/organizations/profile/{org_id}")
 async def get_profile(
-    access: ReadOrg, session: SessionDep, catalog: CatalogDep
+    access: ReadOrg, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.OrganizationProfile:
-    return await service.get_profile(session, access, catalog)
+    return await service.get_profile(session, access, store)
 
 
 @router.get("/organizations/{org_id}")
 async def get_organization(
-    access: ReadOrg, session: SessionDep, catalog: CatalogDep
+    access: ReadOrg, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.OrganizationComposite:
-    return await service.get_composite(session, access, catalog)
+    return await service.get_composite(session, access, store)
 
 
 @router.patch("/organizations/{org_id}")
 async def update_organization(
-    body: schemas.OrganizationUpdate, access: ManageOrg, session: SessionDep, catalog: CatalogDep
+    body: schemas.OrganizationUpdate, access: ManageOrg, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.Organization:
-    return await service.update_organization(session, access, body, catalog)
+    return await service.update_organization(session, access, body, store)
 
 
 @router.delete("/organizations/{org_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -98,9 +98,9 @@ async def list_members(
 
 @router.post("/organizations/{org_id}/members", status_code=status.HTTP_201_CREATED)
 async def add_member(
-    body: schemas.MemberCreate, access: ManageOrg, session: SessionDep, catalog: CatalogDep
+    body: schemas.MemberCreate, access: ManageOrg, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.Member:
-    return await service.add_member(session, access, body, catalog)
+    return await service.add_member(session, access, body, store)
 
 
 @router.patch("/organizations/{org_id}/members/{user_id}")

@@ -26,7 +26,8 @@ from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import utcnow
 from orgbill.models import ApiKey, Membership, Organization, OrganizationStatus, Role, User
 from orgbill.organizations import repository, schemas
-from orgbill.plans.catalog import Catalog, LimitValue
+from orgbill.plans.catalog import LimitValue
+from orgbill.plans.store import CatalogStore
 
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
 
@@ -73,6 +74,12 @@ def organization_schema(
         api_key_prefix=api_key_prefix,
         created_at=org.created_at,
         updated_at=org.updated_at,
+    )
+
+
+async def plan_for(session: AsyncSession, access: OrgAccess, store: CatalogStore) -> EffectivePlan:
+    return await entitlements.effective_plan(
+        session, access.organization, store, utcnow(), access.plan_inputs
     )
 
 
@@ -125,17 +132,17 @@ async def list_organizations(
 
 
 async def get_organization(
-    session: AsyncSession, access: OrgAccess, catalog: Catalog
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.Organization:
-    plan = await entitlements.effective_plan(session, access.organization, catalog, utcnow())
+    plan = await plan_for(session, access, store)
     return organization_schema(access.organization, plan, await _key_prefix_for(session, access))
 
 
 async def describe_organization(
-    session: AsyncSession, org: Organization, catalog: Catalog
+    session: AsyncSession, org: Organization, store: CatalogStore
 ) -> schemas.Organization:
     """An organization as a user (not its own API key) sees it."""
-    plan = await entitlements.effective_plan(session, org, catalog, utcnow())
+    plan = await entitlements.effective_plan(session, org, store, utcnow())
     prefix = await repository.newest_active_key_prefix(session, org.id)
     return organization_schema(org, plan, prefix)
 
@@ -164,9 +171,9 @@ def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
 
 
 async def get_composite(
-    session: AsyncSession, access: OrgAccess, catalog: Catalog
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.OrganizationComposite:
-    plan = await entitlements.effective_plan(session, access.organization, catalog, utcnow())
+    plan = await plan_for(session, access, store)
     organization = organization_schema(
         access.organization, plan, await _key_prefix_for(session, access)
     )
@@ -208,15 +215,15 @@ def profile_schema(
 
 
 async def get_profile(
-    session: AsyncSession, access: OrgAccess, catalog: Catalog
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.OrganizationProfile:
-    plan = await entitlements.effective_plan(session, access.organization, catalog, utcnow())
+    plan = await plan_for(session, access, store)
     # The credit ledger arrives with the usage issue; until then no credits exist.
     return profile_schema(access.organization, plan, Decimal(0))
 
 
 async def update_organization(
-    session: AsyncSession, access: OrgAccess, data: schemas.OrganizationUpdate, catalog: Catalog
+    session: AsyncSession, access: OrgAccess, data: schemas.OrganizationUpdate, store: CatalogStore
 ) -> schemas.Organization:
     org = access.organization
     changes = data.model_dump(exclude_unset=True)
@@ -234,7 +241,7 @@ async def update_organization(
         org.partner_configuration = dict(data.partner_configuration or {})
     org.updated_at = utcnow()
     await session.flush()
-    return await get_organization(session, access, catalog)
+    return await get_organization(session, access, store)
 
 
 async def delete_organization(session: AsyncSession, access: OrgAccess) -> None:
@@ -276,7 +283,7 @@ def _require_owner_for(access: OrgAccess, *roles: str) -> None:
 
 
 async def add_member(
-    session: AsyncSession, access: OrgAccess, data: schemas.MemberCreate, catalog: Catalog
+    session: AsyncSession, access: OrgAccess, data: schemas.MemberCreate, store: CatalogStore
 ) -> schemas.Member:
     org_id = access.organization.id
     _require_owner_for(access, data.role)
@@ -284,7 +291,7 @@ async def add_member(
     if user is None:
         raise NotFound("User not found; they must register first")
     await repository.lock_organization(session, org_id)
-    plan = await entitlements.effective_plan(session, access.organization, catalog, utcnow())
+    plan = await plan_for(session, access, store)
     max_members = plan.limit("max_members")
     if (
         isinstance(max_members, int)

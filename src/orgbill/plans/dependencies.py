@@ -4,11 +4,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from orgbill.plans.catalog import Catalog
+from orgbill.plans.store import CatalogStore
 
 
-def get_catalog(request: Request) -> Catalog:
-    return request.app.state.catalog
+def get_catalog_store(request: Request) -> CatalogStore:
+    return request.app.state.catalog_store
 
 
-CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+CatalogStoreDep = Annotated[CatalogStore, Depends(get_catalog_store)]

@@ -1,0 +1,44 @@
+"""The catalog every request resolves against, kept in step with the database.
+
+The loaded catalog lives in `plan_catalog`; each resolution reads its content hash in the
+same round trip as the org's contract and subscription, so a `plans sync` on any instance
+shows on the very next request here too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgbill.models import PlanCatalog
+from orgbill.plans.catalog import Catalog, parse_catalog
+
+logger = logging.getLogger("orgbill.plans")
+CATALOG_ROW_ID = 1
+
+
+class CatalogStore:
+    def __init__(self, fallback: Catalog) -> None:
+        # The plans file, used only until `orgbill plans sync` has loaded a catalog.
+        self._fallback = fallback
+        self._catalog = fallback
+        self._revision: str | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    async def current(self, session: AsyncSession, revision: str | None) -> Catalog:
+        """The catalog at `revision` (the hash the caller just read from the database)."""
+        if revision == self._revision:
+            return self._catalog
+        if revision is None:
+            self._catalog, self._revision = self._fallback, None
+            return self._catalog
+        row = await session.get(PlanCatalog, CATALOG_ROW_ID)
+        if row is None:  # removed between the two reads
+            return self._fallback
+        self._catalog, self._revision = parse_catalog(row.document), row.content_hash
+        logger.info("plan catalog loaded", extra={"version": row.version})
+        return self._catalog
