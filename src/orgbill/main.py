@@ -20,6 +20,7 @@ from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.request_id import RequestIdMiddleware
 from orgbill.organizations.router import router as organizations_router
 from orgbill.plans.catalog import load_catalog
+from orgbill.plans.router import router as plans_router
 from orgbill.plans.store import CatalogStore
 
 API_PREFIX = "/api/v1"
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog_store = CatalogStore(fallback_catalog)
     register_error_handlers(app)
 
-    for router in (auth_router, organizations_router, admin_router):
+    for router in (auth_router, organizations_router, plans_router, admin_router):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["operations"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from orgbill.admin import audit, schemas, service
 from orgbill.auth.dependencies import SessionDep, SettingsDep, SuperadminDep
@@ -48,3 +48,23 @@ async def audit_log(
     rows = await audit.list_entries(session, paging, organization_id)
     page, cursor = build_page(rows, paging)
     return Page(data=[schemas.AuditEntry.model_validate(r) for r in page], next_cursor=cursor)
+
+
+@router.put("/organizations/{org_id}/enterprise")
+async def put_enterprise_contract(
+    org_id: uuid.UUID,
+    body: schemas.EnterpriseContractPut,
+    admin: SuperadminDep,
+    session: SessionDep,
+    store: CatalogStoreDep,
+) -> schemas.EnterpriseContract:
+    contract = await service.put_contract(session, admin, org_id, body, store.catalog)
+    return service.contract_schema(contract)
+
+
+@router.delete("/organizations/{org_id}/enterprise", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_enterprise_contract(
+    org_id: uuid.UUID, admin: SuperadminDep, session: SessionDep
+) -> Response:
+    await service.delete_contract(session, admin, org_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

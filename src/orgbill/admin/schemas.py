@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
+from orgbill.plans.catalog import CatalogError, parse_limit
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -31,6 +33,62 @@ class AdminOrganizationUpdate(RequestSchema):
     rate_limit: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     entitlements: list[Label] | None = None
     registerable: bool | None = None
+    # Replaces the org's limit overrides; values use the plans file syntax.
+    limit_overrides: dict[str, Any] | None = None
+
+    @field_validator("limit_overrides")
+    @classmethod
+    def _valid_overrides(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return validate_overrides("limit_overrides", value)
+
+
+class EnterpriseContractPut(RequestSchema):
+    starts_at: datetime
+    ends_at: datetime | None = None
+    plan_code: Label = "enterprise"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("timestamps need a timezone (use Z for UTC)")
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _valid_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return validate_overrides("overrides", value) or {}
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EnterpriseContractPut:
+        if self.ends_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class EnterpriseContract(Schema):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    plan_code: str
+    starts_at: UTCDatetime
+    ends_at: UTCDatetime | None
+    overrides: dict[str, Any]
+    active: bool
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+def validate_overrides(field: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Same value syntax and checks as the plans file; stored as given (JSON-safe)."""
+    if value is None:
+        return None
+    for name, raw in value.items():
+        try:
+            parse_limit(field, name, raw)
+        except CatalogError as exc:
+            raise ValueError(str(exc)) from exc
+    return value
 
 
 class AuditEntry(Schema):

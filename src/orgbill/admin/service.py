@@ -5,15 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.admin import audit, schemas
 from orgbill.auth.jwt import issue_token
 from orgbill.auth.principal import UserPrincipal
 from orgbill.config import Settings
+from orgbill.entitlements.resolver import ContractInput, contract_active
 from orgbill.errors import BadRequest, NotFound
 from orgbill.kit.time import utcnow
-from orgbill.models import Organization, OrganizationStatus
+from orgbill.models import EnterpriseContract, Organization, OrganizationStatus
+from orgbill.plans.catalog import Catalog
 
 
 async def get_live_org(session: AsyncSession, org_id: uuid.UUID) -> Organization:
@@ -58,7 +61,9 @@ async def update_organization(
     if "is_suspended" in requested and data.is_suspended is not None:
         requested["status"] = "SUSPENDED" if data.is_suspended else "ACTIVE"
     requested.pop("is_suspended", None)
-    nullable = {"rate_limit"}
+    nullable = {"rate_limit", "limit_overrides"}
+    if "limit_overrides" in requested and requested["limit_overrides"] is None:
+        requested["limit_overrides"] = {}
     changes: dict[str, Any] = {}
     for field, value in requested.items():
         if value is None and field not in nullable:
@@ -78,3 +83,91 @@ async def update_organization(
             details={"changes": changes},
         )
     return org
+
+
+# Enterprise contracts
+
+
+def contract_schema(contract: EnterpriseContract) -> schemas.EnterpriseContract:
+    return schemas.EnterpriseContract(
+        id=contract.id,
+        organization_id=contract.organization_id,
+        plan_code=contract.plan_code,
+        starts_at=contract.starts_at,
+        ends_at=contract.ends_at,
+        overrides=dict(contract.overrides or {}),
+        active=contract_active(
+            ContractInput(starts_at=contract.starts_at, ends_at=contract.ends_at), utcnow()
+        ),
+        created_at=contract.created_at,
+        updated_at=contract.updated_at,
+    )
+
+
+def _contract_state(contract: EnterpriseContract | None) -> dict[str, Any] | None:
+    if contract is None:
+        return None
+    return {
+        "plan_code": contract.plan_code,
+        "starts_at": contract.starts_at.isoformat(),
+        "ends_at": contract.ends_at.isoformat() if contract.ends_at else None,
+        "overrides": dict(contract.overrides or {}),
+    }
+
+
+async def put_contract(
+    session: AsyncSession,
+    admin: UserPrincipal,
+    org_id: uuid.UUID,
+    data: schemas.EnterpriseContractPut,
+    catalog: Catalog,
+) -> EnterpriseContract:
+    await get_live_org(session, org_id)
+    if data.plan_code not in catalog.plans:
+        raise BadRequest(f"Unknown plan '{data.plan_code}'")
+    contract = await session.scalar(
+        select(EnterpriseContract).where(EnterpriseContract.organization_id == org_id)
+    )
+    before = _contract_state(contract)
+    now = utcnow()
+    if contract is None:
+        contract = EnterpriseContract(
+            id=uuid.uuid4(),
+            organization_id=org_id,
+            created_by_user_id=admin.user.id,
+            created_at=now,
+        )
+        session.add(contract)
+    contract.plan_code = data.plan_code
+    contract.starts_at = data.starts_at
+    contract.ends_at = data.ends_at
+    contract.overrides = dict(data.overrides)
+    contract.updated_at = now
+    await session.flush()
+    await audit.record(
+        session,
+        actor_user_id=admin.user.id,
+        action="enterprise_contract.put",
+        organization_id=org_id,
+        details={"from": before, "to": _contract_state(contract)},
+    )
+    return contract
+
+
+async def delete_contract(session: AsyncSession, admin: UserPrincipal, org_id: uuid.UUID) -> None:
+    await get_live_org(session, org_id)
+    contract = await session.scalar(
+        select(EnterpriseContract).where(EnterpriseContract.organization_id == org_id)
+    )
+    if contract is None:
+        raise NotFound("This organization has no enterprise contract")
+    before = _contract_state(contract)
+    await session.delete(contract)
+    await session.flush()
+    await audit.record(
+        session,
+        actor_user_id=admin.user.id,
+        action="enterprise_contract.delete",
+        organization_id=org_id,
+        details={"from": before},
+    )

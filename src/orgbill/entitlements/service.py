@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.auth.principal import OrgAccess
 from orgbill.entitlements import repository
 from orgbill.entitlements.repository import PlanInputs
 from orgbill.entitlements.resolver import (
@@ -18,6 +19,7 @@ from orgbill.entitlements.resolver import (
     SubscriptionInput,
     resolve,
 )
+from orgbill.kit.time import utcnow
 from orgbill.models import EnterpriseContract, Organization, Subscription
 from orgbill.plans.catalog import Catalog, LimitValue, parse_limit
 from orgbill.plans.store import CatalogStore
@@ -83,3 +85,12 @@ async def effective_plan(
         inputs = await repository.load_plan_inputs(session, org.id)
     catalog = await store.current(session, inputs.catalog_revision)
     return resolve_with(org, inputs, catalog, now)
+
+
+async def plan_for_access(
+    session: AsyncSession, access: OrgAccess, store: CatalogStore, now: datetime | None = None
+) -> EffectivePlan:
+    """The effective plan of the org a request acts on, reusing prefetched inputs."""
+    return await effective_plan(
+        session, access.organization, store, now or utcnow(), access.plan_inputs
+    )

@@ -7,7 +7,6 @@ import secrets
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,20 +25,10 @@ from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import utcnow
 from orgbill.models import ApiKey, Membership, Organization, OrganizationStatus, Role, User
 from orgbill.organizations import repository, schemas
-from orgbill.plans.catalog import LimitValue
+from orgbill.plans.catalog import display_limit, limits_json
 from orgbill.plans.store import CatalogStore
 
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
-
-
-def _json_limit(value: LimitValue) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
-def limits_json(plan: EffectivePlan) -> dict[str, Any]:
-    return {name: _json_limit(limit.value) for name, limit in plan.limits.items()}
 
 
 def _slugify(name: str) -> str:
@@ -66,7 +55,7 @@ def organization_schema(
         is_stripe_overdue=plan.is_stripe_overdue,
         is_active=org.status == OrganizationStatus.ACTIVE,
         plan=plan.plan.code,
-        rate_limit=_json_limit(plan.limit("api_rate_limit")),
+        rate_limit=display_limit(plan.limit("api_rate_limit")),
         entitlements=list(org.entitlements or []),
         preferences=dict(org.preferences or {}),
         partner_configuration=dict(org.partner_configuration or {}),
@@ -74,12 +63,6 @@ def organization_schema(
         api_key_prefix=api_key_prefix,
         created_at=org.created_at,
         updated_at=org.updated_at,
-    )
-
-
-async def plan_for(session: AsyncSession, access: OrgAccess, store: CatalogStore) -> EffectivePlan:
-    return await entitlements.effective_plan(
-        session, access.organization, store, utcnow(), access.plan_inputs
     )
 
 
@@ -134,7 +117,7 @@ async def list_organizations(
 async def get_organization(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.Organization:
-    plan = await plan_for(session, access, store)
+    plan = await entitlements.plan_for_access(session, access, store)
     return organization_schema(access.organization, plan, await _key_prefix_for(session, access))
 
 
@@ -165,7 +148,7 @@ def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
         file_storage=count("file_storage"),
         message_count=count("message_count"),
         user_count=count("max_members"),
-        limits=limits_json(plan),
+        limits=limits_json(plan.limit_values),
         features=list(plan.features),
     )
 
@@ -173,7 +156,7 @@ def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
 async def get_composite(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.OrganizationComposite:
-    plan = await plan_for(session, access, store)
+    plan = await entitlements.plan_for_access(session, access, store)
     organization = organization_schema(
         access.organization, plan, await _key_prefix_for(session, access)
     )
@@ -210,14 +193,14 @@ def profile_schema(
         can_record_calls=bool(plan.limit("can_record_calls")),
         can_use_api=bool(plan.limit("can_use_api")),
         extra_credit_price=extra_price if isinstance(extra_price, Decimal) else Decimal(0),
-        limits={**limits_json(plan), "features": list(plan.features)},
+        limits={**limits_json(plan.limit_values), "features": list(plan.features)},
     )
 
 
 async def get_profile(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.OrganizationProfile:
-    plan = await plan_for(session, access, store)
+    plan = await entitlements.plan_for_access(session, access, store)
     # The credit ledger arrives with the usage issue; until then no credits exist.
     return profile_schema(access.organization, plan, Decimal(0))
 
@@ -291,7 +274,7 @@ async def add_member(
     if user is None:
         raise NotFound("User not found; they must register first")
     await repository.lock_organization(session, org_id)
-    plan = await plan_for(session, access, store)
+    plan = await entitlements.plan_for_access(session, access, store)
     max_members = plan.limit("max_members")
     if (
         isinstance(max_members, int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -36,6 +37,17 @@ LIMIT_TYPES: dict[str, Literal["count", "bool", "decimal", "rate"]] = {
     "extra_credit_price": "decimal",
 }
 _MINOR_UNIT_EXPONENT = {"jpy": 0, "krw": 0, "bhd": 3, "kwd": 3}
+
+
+def display_limit(value: LimitValue) -> Any:
+    """A limit as JSON shows it: decimals as numbers, unlimited as null."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def limits_json(limits: Mapping[str, LimitValue]) -> dict[str, Any]:
+    return {name: display_limit(value) for name, value in limits.items()}
 
 
 class CatalogError(ValueError):

@@ -13,17 +13,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.auth.principal import OrgAccess
+from orgbill.entitlements import service as entitlements
 from orgbill.kit.time import utcnow
 from orgbill.models import Plan, PlanCatalog
+from orgbill.plans import schemas
 from orgbill.plans.catalog import (
     DEFAULT_PLANS_FILE,
     Catalog,
     CatalogError,
     LimitValue,
     PlanDef,
+    display_limit,
+    limits_json,
     parse_catalog,
 )
-from orgbill.plans.store import CATALOG_ROW_ID
+from orgbill.plans.store import CATALOG_ROW_ID, CatalogStore
 
 
 @dataclass
@@ -121,3 +126,87 @@ async def sync_catalog(session: AsyncSession, document: dict[str, Any]) -> SyncR
         loaded.document, loaded.synced_at = document, now
     await session.flush()
     return result
+
+
+# Reads
+
+
+def plan_out(plan: PlanDef) -> schemas.PlanOut:
+    return schemas.PlanOut(
+        code=plan.code,
+        name=plan.name,
+        description=plan.description,
+        price=plan.price,
+        amount=plan.amount,
+        currency=plan.currency,
+        interval=plan.interval,
+        stripe_price_id=plan.stripe_price_id,
+        stripe_lookup_key=plan.stripe_lookup_key,
+        limits=limits_json(plan.limits),
+        features=list(plan.features),
+    )
+
+
+async def live_catalog(session: AsyncSession, store: CatalogStore) -> Catalog:
+    revision = await session.scalar(
+        select(PlanCatalog.content_hash).where(PlanCatalog.id == CATALOG_ROW_ID)
+    )
+    return await store.current(session, revision)
+
+
+async def list_plans(session: AsyncSession, store: CatalogStore) -> schemas.PlanList:
+    catalog = await live_catalog(session, store)
+    plans = sorted(catalog.plans.values(), key=lambda p: p.rank)
+    return schemas.PlanList(data=[plan_out(p) for p in plans], version=catalog.version)
+
+
+async def current_plan(
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
+) -> schemas.CurrentPlan:
+    plan = await entitlements.plan_for_access(session, access, store)
+    catalog = store.catalog
+    limits = limits_json(plan.limit_values)
+    # seed 001 names the member limit max_team_members; both names are kept.
+    limits["max_team_members"] = limits.get("max_members")
+    limits["features"] = list(plan.features)
+    details = schemas.PlanDetails(
+        name=plan.plan.name,
+        price=plan.plan.price,
+        currency=plan.plan.currency,
+        interval=plan.plan.interval,
+        limits=limits,
+        description=plan.plan.description,
+    )
+    ranked = sorted(catalog.plans.values(), key=lambda p: p.rank)
+    return schemas.CurrentPlan(
+        current_plan=plan.plan.code,
+        plan_source=plan.source,
+        plan_details=details,
+        usage={},
+        all_plans={p.code: plan_out(p) for p in ranked},
+    )
+
+
+async def explain(
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
+) -> schemas.PlanExplanation:
+    now = utcnow()
+    plan = await entitlements.plan_for_access(session, access, store, now)
+    return schemas.PlanExplanation(
+        organization_id=access.organization.id,
+        evaluated_at=now,
+        plan=plan.plan.code,
+        plan_name=plan.plan.name,
+        plan_source=plan.source,
+        layers=[
+            schemas.LayerOut(layer=d.layer, applied=d.applied, reason=d.reason) for d in plan.layers
+        ],
+        limits={
+            name: schemas.LimitOut(value=display_limit(limit.value), source=limit.source)
+            for name, limit in plan.limits.items()
+        },
+        features=list(plan.features),
+        is_stripe_overdue=plan.is_stripe_overdue,
+        period_start=plan.period_start,
+        period_end=plan.period_end,
+    )
