@@ -51,7 +51,7 @@ def _begin_sqlite(conn: Connection) -> None:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = normalize_database_url(settings.database_url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs.update(pool_size=5, max_overflow=10)
     else:

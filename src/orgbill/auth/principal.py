@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from orgbill.entitlements.repository import PlanInputs
-from orgbill.models import ApiKey, Organization, Role, User
+from orgbill.models import Organization, Role, User
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRef:
+    """What a request needs of its API key (read as plain columns on the hot path)."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    name: str
+    prefix: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
 
 
 @dataclass(slots=True)
 class ApiKeyPrincipal:
-    key: ApiKey
+    key: ApiKeyRef
     organization: Organization
     plan_inputs: PlanInputs
 
@@ -40,7 +54,7 @@ class OrgAccess:
         return self.principal.user.id if isinstance(self.principal, UserPrincipal) else None
 
     @property
-    def api_key(self) -> ApiKey | None:
+    def api_key(self) -> ApiKeyRef | None:
         return self.principal.key if isinstance(self.principal, ApiKeyPrincipal) else None
 
 

@@ -5,25 +5,50 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Uuid, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.auth.principal import ApiKeyRef
 from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
 from orgbill.models import ApiKey, Membership, Organization, User
+
+# Statements are built once at import: building them per request costs more than running them.
+_API_KEY_COLUMNS = (
+    ApiKey.id,
+    ApiKey.organization_id,
+    ApiKey.name,
+    ApiKey.prefix,
+    ApiKey.expires_at,
+    ApiKey.revoked_at,
+    ApiKey.last_used_at,
+)
+_API_KEY_WITH_ORG = with_plan_inputs(
+    select(Organization, *_API_KEY_COLUMNS)
+    .join(Organization, Organization.id == ApiKey.organization_id)
+    .where(ApiKey.key_hash == bindparam("key_hash")),
+    ApiKey.organization_id,
+)
+_ORG_WITH_ROLE = with_plan_inputs(
+    select(Organization, Membership.role)
+    .outerjoin(
+        Membership,
+        (Membership.organization_id == Organization.id)
+        & (Membership.user_id == bindparam("user_id", type_=Uuid())),
+    )
+    .where(Organization.id == bindparam("org_id", type_=Uuid())),
+    Organization.id,
+)
 
 
 async def get_api_key_with_org(
     session: AsyncSession, key_hash: str
-) -> tuple[ApiKey, Organization, PlanInputs] | None:
+) -> tuple[ApiKeyRef, Organization, PlanInputs] | None:
     """The key, its org and the org's plan inputs in one round trip (the hot path)."""
-    stmt = with_plan_inputs(
-        select(ApiKey, Organization)
-        .join(Organization, Organization.id == ApiKey.organization_id)
-        .where(ApiKey.key_hash == key_hash),
-        ApiKey.organization_id,
-    )
-    row = (await session.execute(stmt)).first()
-    return (row[0], row[1], plan_inputs_from_row(*row[2:])) if row else None
+    row = (await session.execute(_API_KEY_WITH_ORG, {"key_hash": key_hash})).first()
+    if row is None:
+        return None
+    width = len(_API_KEY_COLUMNS)
+    return ApiKeyRef(*row[1 : 1 + width]), row[0], plan_inputs_from_row(row[1 + width :])
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -33,17 +58,9 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
 async def get_org_with_role(
     session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID
 ) -> tuple[Organization, str | None, PlanInputs] | None:
-    stmt = with_plan_inputs(
-        select(Organization, Membership.role)
-        .outerjoin(
-            Membership,
-            (Membership.organization_id == Organization.id) & (Membership.user_id == user_id),
-        )
-        .where(Organization.id == org_id),
-        Organization.id,
-    )
-    row = (await session.execute(stmt)).first()
-    return (row[0], row[1], plan_inputs_from_row(*row[2:])) if row else None
+    params = {"org_id": org_id, "user_id": user_id}
+    row = (await session.execute(_ORG_WITH_ROLE, params)).first()
+    return (row[0], row[1], plan_inputs_from_row(row[2:])) if row else None
 
 
 async def touch_api_key(

@@ -1,32 +1,56 @@
-"""One round trip for everything plan resolution needs about an organization."""
+"""One round trip for everything plan resolution needs about an organization.
+
+Plain columns, not ORM entities: on the hot path, building entities costs more than the query.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, case, select
+from sqlalchemy import Select, Uuid, bindparam, case, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from orgbill.entitlements.resolver import ENTITLING_STATUSES
+from orgbill.entitlements.resolver import ENTITLING_STATUSES, ContractInput, SubscriptionInput
 from orgbill.models import EnterpriseContract, PlanCatalog, Subscription
+from orgbill.plans.catalog import LimitValue, parse_limit
 from orgbill.plans.store import CATALOG_ROW_ID
 
 
 @dataclass(frozen=True, slots=True)
 class PlanInputs:
-    contract: EnterpriseContract | None
-    subscription: Subscription | None
+    contract: ContractInput | None
+    subscription: SubscriptionInput | None
     catalog_revision: str | None
+
+
+_CONTRACT_COLUMNS = (
+    EnterpriseContract.id,
+    EnterpriseContract.starts_at,
+    EnterpriseContract.ends_at,
+    EnterpriseContract.overrides,
+    EnterpriseContract.plan_code,
+)
+_SUBSCRIPTION_COLUMNS = (
+    Subscription.stripe_subscription_id,
+    Subscription.status,
+    Subscription.plan_code,
+    Subscription.current_period_start,
+    Subscription.current_period_end,
+)
+PLAN_INPUT_WIDTH = len(_CONTRACT_COLUMNS) + len(_SUBSCRIPTION_COLUMNS) + 1
 
 
 def current_subscription_id(org_id: Any) -> Any:
     """Correlated subquery: the subscription that speaks for the org — an entitling one if
     any, else the newest (so explain can say why it does not apply)."""
     candidate = aliased(Subscription)
-    entitling_first = case((candidate.status.in_(ENTITLING_STATUSES), 0), else_=1)
+    # Literal IN list: rendered once into the cached statement, not re-expanded per query.
+    entitling = [literal_column(f"'{status}'") for status in sorted(ENTITLING_STATUSES)]
+    entitling_first = case((candidate.status.in_(entitling), 0), else_=1)
     return (
         select(candidate.id)
         .where(candidate.organization_id == org_id)
@@ -47,24 +71,50 @@ def catalog_revision_column() -> Any:
 
 
 def with_plan_inputs(stmt: Select[Any], org_id: Any) -> Select[Any]:
-    """Adds (contract, subscription, catalog revision) to a select over an organization."""
+    """Appends the plan-input columns (read back with `plan_inputs_from_row`)."""
     return (
-        stmt.add_columns(EnterpriseContract, Subscription, catalog_revision_column())
+        stmt.add_columns(*_CONTRACT_COLUMNS, *_SUBSCRIPTION_COLUMNS, catalog_revision_column())
         .outerjoin(EnterpriseContract, EnterpriseContract.organization_id == org_id)
         .outerjoin(Subscription, Subscription.id == current_subscription_id(org_id))
     )
 
 
-def plan_inputs_from_row(contract: Any, subscription: Any, revision: Any) -> PlanInputs:
-    return PlanInputs(contract=contract, subscription=subscription, catalog_revision=revision)
+def parse_overrides(owner: str, raw: dict[str, Any] | None) -> dict[str, LimitValue]:
+    """Stored overrides use the plans file's value syntax ("unlimited", decimal strings)."""
+    return {name: parse_limit(owner, name, value) for name, value in (raw or {}).items()}
+
+
+def plan_inputs_from_row(values: Sequence[Any]) -> PlanInputs:
+    """`values`: the trailing PLAN_INPUT_WIDTH columns of a row from `with_plan_inputs`."""
+    contract_id, starts_at, ends_at, overrides, contract_plan = values[0:5]
+    sub_id, status, sub_plan, period_start, period_end = values[5:10]
+    contract = None
+    if contract_id is not None:
+        contract = ContractInput(
+            starts_at=starts_at,
+            ends_at=ends_at,
+            overrides=parse_overrides("enterprise contract", overrides),
+            plan_code=contract_plan,
+        )
+    subscription = None
+    if sub_id is not None:
+        subscription = SubscriptionInput(
+            stripe_subscription_id=sub_id,
+            status=status,
+            plan_code=sub_plan,
+            current_period_start=period_start,
+            current_period_end=period_end,
+        )
+    return PlanInputs(contract=contract, subscription=subscription, catalog_revision=values[10])
+
+
+_ORG_ID = bindparam("org_id", type_=Uuid())
+# Built once: constructing statements costs more than running them.
+_PLAN_INPUTS = with_plan_inputs(select(literal_column("1")), _ORG_ID).select_from(
+    select(literal_column("1")).subquery()
+)
 
 
 async def load_plan_inputs(session: AsyncSession, org_id: uuid.UUID) -> PlanInputs:
-    stmt = (
-        select(EnterpriseContract, Subscription, catalog_revision_column())
-        .select_from(select(1).subquery())
-        .outerjoin(EnterpriseContract, EnterpriseContract.organization_id == org_id)
-        .outerjoin(Subscription, Subscription.id == current_subscription_id(org_id))
-    )
-    row = (await session.execute(stmt)).one()
-    return plan_inputs_from_row(row[0], row[1], row[2])
+    row = (await session.execute(_PLAN_INPUTS, {"org_id": org_id})).one()
+    return plan_inputs_from_row(row[1:])

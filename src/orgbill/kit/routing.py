@@ -16,8 +16,9 @@ _SESSION_ATTR = "orgbill_session"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_session(request: Request) -> AsyncSession:
-    """Dependency: the request's session, opened lazily; the route class commits or rolls back."""
+async def get_session(request: Request) -> AsyncSession:
+    """Dependency: the request's session, opened lazily; the route class commits or rolls back.
+    (async, like every dependency here: FastAPI runs plain `def` ones in a thread pool.)"""
     session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
     if session is None:
         database: Database = request.app.state.database

@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 from orgbill.plans.store import CatalogStore
 
 
-def get_catalog_store(request: Request) -> CatalogStore:
+async def get_catalog_store(request: Request) -> CatalogStore:
     return request.app.state.catalog_store
 
 

@@ -1,0 +1,191 @@
+"""Shared bench plumbing: throwaway databases, uvicorn servers on loopback, wrk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from orgbill import migrate
+from orgbill.cli import seed_demo, sync_plans
+from orgbill.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+BENCH_SECRETS = {
+    "ORGBILL_JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789",
+    "ORGBILL_API_KEY_SECRET": "bench-api-key-secret-0123456789abcdef0123",
+}
+
+
+@dataclass
+class BenchDatabase:
+    name: str
+    url: str
+    schema: str | None
+
+    def settings(self) -> Settings:
+        return Settings(
+            env="test",
+            database_url=self.url,
+            database_schema=self.schema,
+            jwt_secret=BENCH_SECRETS["ORGBILL_JWT_SECRET"],
+            api_key_secret=BENCH_SECRETS["ORGBILL_API_KEY_SECRET"],
+        )
+
+    def env(self) -> dict[str, str]:
+        env = {"ORGBILL_ENV": "test", "ORGBILL_DATABASE_URL": self.url, **BENCH_SECRETS}
+        if self.schema:
+            env["ORGBILL_DATABASE_SCHEMA"] = self.schema
+        return env
+
+
+def _postgres_reachable(url: str) -> bool:
+    import asyncpg
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(url, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception:
+        return False
+    return True
+
+
+async def _pg(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def bench_databases() -> Iterator[list[BenchDatabase]]:
+    """A migrated SQLite file and (when reachable) a migrated PostgreSQL schema."""
+    tmp = Path(tempfile.mkdtemp(prefix="orgbill-bench-"))
+    databases = [BenchDatabase("sqlite", f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None)]
+    pg_url = os.environ.get("ORGBILL_BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
+    schema = f"orgbill_bench_{secrets.token_hex(3)}"
+    if _postgres_reachable(pg_url):
+        asyncio.run(_pg(pg_url, f'CREATE SCHEMA "{schema}"'))
+        databases.append(BenchDatabase("postgres", pg_url, schema))
+    else:
+        print(f"# PostgreSQL at {pg_url} unreachable: measuring SQLite only", file=sys.stderr)
+    try:
+        for db in databases:
+            migrate.upgrade(db.settings())
+            asyncio.run(sync_plans(db.settings()))
+        yield databases
+    finally:
+        if len(databases) > 1:
+            asyncio.run(_pg(pg_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def seed_org(db: BenchDatabase) -> tuple[str, str]:
+    demo = asyncio.run(seed_demo(db.settings()))
+    return demo["organization"]["id"], demo["api_key"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = False) -> Iterator[str]:
+    """One uvicorn worker on a loopback port; yields its base URL."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    if factory:
+        cmd.append("--factory")
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server for {app} did not start") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class LoadResult:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk latency {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int) -> LoadResult:
+    """Bounded load (fixed duration) from one wrk thread on loopback."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: `apt-get install -y wrk` (Debian) and rerun")
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
+    if "Requests/sec" not in out or "50%" not in out:
+        raise RuntimeError(f"wrk gave no figures:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    non_2xx_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return LoadResult(rps, p50, p99, int(non_2xx_match.group(1)) if non_2xx_match else 0)
