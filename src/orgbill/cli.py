@@ -1,4 +1,4 @@
-"""``orgbill migrate | serve | demo | create-superadmin | plans sync``."""
+"""``orgbill migrate | serve | demo | create-superadmin | plans sync | stripe sync``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -22,8 +23,11 @@ from orgbill.kit.crypto import random_token
 from orgbill.models import Membership, Organization, User
 from orgbill.organizations import schemas as org_schemas
 from orgbill.organizations import service as org_service
-from orgbill.plans.catalog import CatalogError
+from orgbill.plans.catalog import CatalogError, load_catalog
 from orgbill.plans.service import SyncResult, read_plans_file, sync_catalog
+from orgbill.plans.store import CatalogStore
+from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable
+from orgbill.stripe_sync.reconcile import Reconciler, ReconcileReport
 
 DEMO_EMAIL = "demo@orgbill.example"
 DEMO_SLUG = "demo-org"
@@ -96,6 +100,21 @@ async def sync_plans(settings: Settings, path: Path | None = None) -> SyncResult
     return result
 
 
+async def sync_stripe(
+    settings: Settings, organization_id: uuid.UUID | None = None
+) -> ReconcileReport:
+    """Repair drift between Stripe and our mirror through the webhook handlers."""
+    gateway = StripeGateway.from_settings(settings)
+    if gateway is None:
+        raise StripeUnavailable("ORGBILL_STRIPE_API_KEY is not set")
+    database = Database.from_settings(settings)
+    try:
+        store = CatalogStore(load_catalog(settings.plans_file))
+        return await Reconciler(database, gateway, store).run(organization_id)
+    finally:
+        await database.dispose()
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -125,6 +144,14 @@ def _parser() -> argparse.ArgumentParser:
     plans.required = True
     plans_sync = plans.add_parser("sync", help="load the plans file into the database")
     plans_sync.add_argument("--file", type=Path, help="plans file (default: ORGBILL_PLANS_FILE)")
+    stripe_cmd = sub.add_parser("stripe", help="Stripe billing").add_subparsers(
+        dest="stripe_command"
+    )
+    stripe_cmd.required = True
+    stripe_sync = stripe_cmd.add_parser(
+        "sync", help="re-read customers, subscriptions and invoices from Stripe; repair drift"
+    )
+    stripe_sync.add_argument("--org", type=uuid.UUID, help="only this organization id")
     return parser
 
 
@@ -159,6 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"orgbill: plans file rejected, nothing changed: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(asdict(synced)))
+    elif args.command == "stripe":
+        try:
+            report = asyncio.run(sync_stripe(settings, args.org))
+        except StripeUnavailable as exc:
+            print(f"orgbill: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(report.as_dict(), indent=2))
     return 0
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from orgbill.admin.router import router as admin_router
 from orgbill.auth.last_used import ApiKeyUsageRecorder
 from orgbill.auth.router import router as auth_router
+from orgbill.billing.router import router as billing_router
 from orgbill.config import Settings, get_settings
 from orgbill.db import Database
 from orgbill.errors import error_response, register_error_handlers
@@ -22,6 +23,9 @@ from orgbill.organizations.router import router as organizations_router
 from orgbill.plans.catalog import load_catalog
 from orgbill.plans.router import router as plans_router
 from orgbill.plans.store import CatalogStore
+from orgbill.stripe_sync.admin_router import router as stripe_admin_router
+from orgbill.stripe_sync.client import StripeGateway
+from orgbill.stripe_sync.router import router as stripe_webhook_router
 
 API_PREFIX = "/api/v1"
 _READY_TIMEOUT_SECONDS = 3.0
@@ -51,9 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.catalog_store = CatalogStore(fallback_catalog)
+    app.state.stripe = StripeGateway.from_settings(settings)
     register_error_handlers(app)
 
-    for router in (auth_router, organizations_router, plans_router, admin_router):
+    for router in (
+        auth_router,
+        organizations_router,
+        plans_router,
+        admin_router,
+        billing_router,
+        stripe_webhook_router,
+        stripe_admin_router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["operations"])

@@ -4,9 +4,11 @@ from orgbill.models.api_key import ApiKey
 from orgbill.models.audit_log import AuditLog
 from orgbill.models.base import Base
 from orgbill.models.enterprise_contract import EnterpriseContract
+from orgbill.models.invoice import Invoice
 from orgbill.models.membership import Membership, Role
 from orgbill.models.organization import Organization, OrganizationStatus
 from orgbill.models.plan import Plan, PlanCatalog
+from orgbill.models.stripe_event import StripeEvent, StripeEventStatus
 from orgbill.models.subscription import Subscription
 from orgbill.models.user import User
 
@@ -15,12 +17,15 @@ __all__ = [
     "AuditLog",
     "Base",
     "EnterpriseContract",
+    "Invoice",
     "Membership",
     "Organization",
     "OrganizationStatus",
     "Plan",
     "PlanCatalog",
     "Role",
+    "StripeEvent",
+    "StripeEventStatus",
     "Subscription",
     "User",
 ]

@@ -38,6 +38,8 @@ class Organization(IdMixin, TimestampMixin, Base):
     partner_configuration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     registerable: Mapped[bool] = mapped_column(default=True)
     deleted_at: Mapped[datetime | None] = mapped_column()
+    # The Stripe customer paying for this org (set by checkout, or by an event's metadata).
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
 
     @property
     def is_suspended(self) -> bool:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.kit.pagination import PageParams, paginate_statement
-from orgbill.models import ApiKey, Membership, Organization, Role, User
+from orgbill.models import ApiKey, Membership, Organization, Role, Subscription, User
 
 
 async def slug_taken(session: AsyncSession, slug: str) -> bool:
@@ -145,3 +145,13 @@ async def revoke_api_keys(
         stmt = stmt.where(ApiKey.id == key_id)
     result = await session.execute(stmt)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def get_subscription(
+    session: AsyncSession, org_id: uuid.UUID, stripe_subscription_id: str
+) -> Subscription | None:
+    stmt = select(Subscription).where(
+        Subscription.organization_id == org_id,
+        Subscription.stripe_subscription_id == stripe_subscription_id,
+    )
+    return await session.scalar(stmt)

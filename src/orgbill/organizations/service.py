@@ -18,12 +18,21 @@ from orgbill.auth.principal import (
 )
 from orgbill.config import Settings
 from orgbill.entitlements import service as entitlements
+from orgbill.entitlements.repository import PlanInputs, load_plan_inputs
 from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.errors import BadRequest, Conflict, Forbidden, LimitExceeded, NotFound
 from orgbill.kit.crypto import generate_api_key
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import utcnow
-from orgbill.models import ApiKey, Membership, Organization, OrganizationStatus, Role, User
+from orgbill.models import (
+    ApiKey,
+    Membership,
+    Organization,
+    OrganizationStatus,
+    Role,
+    Subscription,
+    User,
+)
 from orgbill.organizations import repository, schemas
 from orgbill.plans.catalog import display_limit, limits_json
 from orgbill.plans.store import CatalogStore
@@ -153,15 +162,48 @@ def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
     )
 
 
+def subscription_summary(subscription: Subscription | None) -> schemas.SubscriptionSummary | None:
+    if subscription is None:
+        return None
+    return schemas.SubscriptionSummary(
+        id=subscription.id,
+        organization_id=subscription.organization_id,
+        stripe_id=subscription.stripe_subscription_id,
+        plan=subscription.plan_code,
+        status=subscription.status,
+        current_period_start=subscription.current_period_start,
+        current_period_end=subscription.current_period_end,
+        cancel_at_period_end=subscription.cancel_at_period_end,
+        created_at=subscription.created_at,
+        updated_at=subscription.updated_at,
+    )
+
+
+async def current_subscription(
+    session: AsyncSession, org_id: uuid.UUID, inputs: PlanInputs
+) -> Subscription | None:
+    """The full row of the subscription plan resolution used (inputs carry only its id)."""
+    if inputs.subscription is None:
+        return None
+    return await repository.get_subscription(
+        session, org_id, inputs.subscription.stripe_subscription_id
+    )
+
+
 async def get_composite(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.OrganizationComposite:
-    plan = await entitlements.plan_for_access(session, access, store)
+    # One set of inputs for plan and subscription, so the two parts always agree.
+    inputs = access.plan_inputs or await load_plan_inputs(session, access.organization.id)
+    plan = await entitlements.effective_plan(session, access.organization, store, utcnow(), inputs)
     organization = organization_schema(
         access.organization, plan, await _key_prefix_for(session, access)
     )
+    subscription = await current_subscription(session, access.organization.id, inputs)
     return schemas.OrganizationComposite(
-        organization=organization, plan=plan_summary(plan), subscription=None
+        organization=organization,
+        plan=plan_summary(plan),
+        subscription=subscription_summary(subscription),
     )
 
 

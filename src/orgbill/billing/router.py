@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from orgbill.auth.dependencies import SessionDep, current_org_access
+from orgbill.auth.principal import ANY_ROLE, BILLING_ROLES, OrgAccess
+from orgbill.billing import schemas, service
+from orgbill.kit.pagination import Page, PageParams, page_params
+from orgbill.kit.routing import TransactionalRoute
+from orgbill.plans.dependencies import CatalogStoreDep
+from orgbill.stripe_sync.dependencies import StripeGatewayDep
+
+router = APIRouter(prefix="/billing", route_class=TransactionalRoute, tags=["billing"])
+
+# A suspended org may still read its billing and pay its way back (contract: "Who is calling").
+BillingRead = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE, allow_suspended=True))]
+BillingAction = Annotated[
+    OrgAccess, Depends(current_org_access(BILLING_ROLES, allow_suspended=True))
+]
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+@router.get("/subscription")
+async def get_subscription(
+    access: BillingRead, session: SessionDep, response: Response
+) -> schemas.BillingSubscription:
+    # Seam for the usage issue: the quota headers (X-Quota-*, seed 004) go on `response` here.
+    return await service.get_subscription(session, access)
+
+
+@router.get("/invoices")
+async def list_invoices(
+    access: BillingRead, session: SessionDep, paging: Paging
+) -> Page[schemas.BillingInvoice]:
+    data, cursor = await service.list_invoices(session, access, paging)
+    return Page(data=data, next_cursor=cursor)
+
+
+@router.post("/checkout")
+async def start_checkout(
+    body: schemas.CheckoutRequest,
+    access: BillingAction,
+    session: SessionDep,
+    gateway: StripeGatewayDep,
+    store: CatalogStoreDep,
+) -> schemas.CheckoutSession:
+    return await service.start_checkout(session, access, body, gateway, store)
+
+
+@router.post("/portal")
+async def open_portal(
+    body: schemas.PortalRequest,
+    access: BillingAction,
+    session: SessionDep,
+    gateway: StripeGatewayDep,
+) -> schemas.PortalSession:
+    return await service.open_portal(session, access, body, gateway)

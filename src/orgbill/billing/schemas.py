@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, StringConstraints
+
+from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
+
+
+class BillingSubscription(Schema):
+    id: uuid.UUID
+    stripe_subscription_id: str
+    stripe_customer_id: str | None
+    plan: str | None
+    status: str
+    current_period_start: UTCDatetime | None
+    current_period_end: UTCDatetime | None
+    cancel_at_period_end: bool
+    canceled_at: UTCDatetime | None
+    ended_at: UTCDatetime | None
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+class BillingInvoice(Schema):
+    """`amount` is the invoice total; all amounts are integer minor units of `currency`."""
+
+    id: uuid.UUID
+    stripe_invoice_id: str
+    stripe_subscription_id: str | None
+    amount: int
+    amount_due: int
+    amount_paid: int
+    currency: str
+    status: str | None
+    invoice_pdf: str | None
+    hosted_invoice_url: str | None
+    period_start: UTCDatetime | None
+    period_end: UTCDatetime | None
+    created_at: UTCDatetime
+
+
+class CheckoutRequest(RequestSchema):
+    plan: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    success_url: AnyHttpUrl
+    cancel_url: AnyHttpUrl
+
+
+class CheckoutSession(Schema):
+    session_id: str
+    url: str | None
+
+
+class PortalRequest(RequestSchema):
+    return_url: AnyHttpUrl
+
+
+class PortalSession(Schema):
+    url: str

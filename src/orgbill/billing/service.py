@@ -1,0 +1,148 @@
+"""Billing reads (our Stripe mirror) and actions (checkout, portal: calls to Stripe)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgbill.auth.principal import OrgAccess
+from orgbill.billing import schemas
+from orgbill.entitlements.repository import load_plan_inputs
+from orgbill.errors import BadRequest, NotFound, Unavailable
+from orgbill.kit.context import current_request_id
+from orgbill.kit.pagination import PageParams, build_page
+from orgbill.models import Invoice, Subscription
+from orgbill.organizations import repository as org_repository
+from orgbill.organizations import service as org_service
+from orgbill.plans.store import CatalogStore
+from orgbill.stripe_sync import repository as stripe_repository
+from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable, idempotency_key
+from orgbill.stripe_sync.webhooks import live_catalog
+
+
+def subscription_schema(subscription: Subscription) -> schemas.BillingSubscription:
+    return schemas.BillingSubscription(
+        id=subscription.id,
+        stripe_subscription_id=subscription.stripe_subscription_id,
+        stripe_customer_id=subscription.stripe_customer_id,
+        plan=subscription.plan_code,
+        status=subscription.status,
+        current_period_start=subscription.current_period_start,
+        current_period_end=subscription.current_period_end,
+        cancel_at_period_end=subscription.cancel_at_period_end,
+        canceled_at=subscription.canceled_at,
+        ended_at=subscription.ended_at,
+        created_at=subscription.created_at,
+        updated_at=subscription.updated_at,
+    )
+
+
+def invoice_schema(invoice: Invoice) -> schemas.BillingInvoice:
+    return schemas.BillingInvoice(
+        id=invoice.id,
+        stripe_invoice_id=invoice.stripe_invoice_id,
+        stripe_subscription_id=invoice.stripe_subscription_id,
+        amount=invoice.total,
+        amount_due=invoice.amount_due,
+        amount_paid=invoice.amount_paid,
+        currency=invoice.currency,
+        status=invoice.status,
+        invoice_pdf=invoice.invoice_pdf,
+        hosted_invoice_url=invoice.hosted_invoice_url,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        created_at=invoice.created_at,
+    )
+
+
+async def get_subscription(session: AsyncSession, access: OrgAccess) -> schemas.BillingSubscription:
+    """The subscription plan resolution uses (an entitling one first, else the newest)."""
+    inputs = access.plan_inputs or await load_plan_inputs(session, access.organization.id)
+    subscription = await org_service.current_subscription(session, access.organization.id, inputs)
+    if subscription is None:
+        raise NotFound("This organization has no subscription")
+    return subscription_schema(subscription)
+
+
+async def list_invoices(
+    session: AsyncSession, access: OrgAccess, params: PageParams
+) -> tuple[list[schemas.BillingInvoice], str | None]:
+    rows = await stripe_repository.list_invoices(session, access.organization.id, params)
+    page, cursor = build_page(rows, params)
+    return [invoice_schema(invoice) for invoice in page], cursor
+
+
+def _require_gateway(gateway: StripeGateway | None) -> StripeGateway:
+    if gateway is None:
+        raise Unavailable("Billing is not configured on this server (no Stripe API key)")
+    return gateway
+
+
+def _request_key() -> str:
+    # One key per API request: the SDK's own retries of it reuse the key, a new click does not.
+    return current_request_id() or idempotency_key()
+
+
+async def ensure_customer(session: AsyncSession, access: OrgAccess, gateway: StripeGateway) -> str:
+    """The org's Stripe customer, created once. The org row lock makes a concurrent first
+    checkout wait for this one's link; the org-keyed idempotency key covers a crash between
+    Stripe creating the customer and our commit."""
+    org = access.organization
+    await org_repository.lock_organization(session, org.id)
+    customer_id = await stripe_repository.customer_of(session, org.id)
+    if customer_id is not None:
+        return customer_id
+    try:
+        customer_id = await gateway.create_customer(organization_id=org.id, name=org.name)
+    except StripeUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    await stripe_repository.link_customer(session, org.id, customer_id)
+    return customer_id
+
+
+async def start_checkout(
+    session: AsyncSession,
+    access: OrgAccess,
+    data: schemas.CheckoutRequest,
+    gateway: StripeGateway | None,
+    store: CatalogStore,
+) -> schemas.CheckoutSession:
+    stripe = _require_gateway(gateway)
+    catalog = await live_catalog(session, store)
+    plan = catalog.plans.get(data.plan)
+    if plan is None:
+        raise BadRequest(f"Unknown plan '{data.plan}'; see GET /plans")
+    if plan.stripe_price_id is None:
+        raise BadRequest(
+            f"The {plan.name} plan has no Stripe price and cannot be bought through checkout"
+            + (" (enterprise plans are arranged with sales)" if plan.code == "enterprise" else "")
+        )
+    customer_id = await ensure_customer(session, access, stripe)
+    try:
+        checkout = await stripe.create_checkout_session(
+            organization_id=access.organization.id,
+            customer_id=customer_id,
+            price_id=plan.stripe_price_id,
+            success_url=str(data.success_url),
+            cancel_url=str(data.cancel_url),
+            request_key=_request_key(),
+        )
+    except StripeUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    return schemas.CheckoutSession(session_id=checkout.id, url=checkout.url)
+
+
+async def open_portal(
+    session: AsyncSession,
+    access: OrgAccess,
+    data: schemas.PortalRequest,
+    gateway: StripeGateway | None,
+) -> schemas.PortalSession:
+    stripe = _require_gateway(gateway)
+    customer_id = await ensure_customer(session, access, stripe)
+    try:
+        url = await stripe.create_portal_session(
+            customer_id=customer_id, return_url=str(data.return_url), request_key=_request_key()
+        )
+    except StripeUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    return schemas.PortalSession(url=url)

@@ -1,0 +1,148 @@
+"""The only module that imports the `stripe` SDK.
+
+Everything else talks to `StripeGateway`, which returns plain dicts (the mappers' input) or small
+dataclasses. The SDK's calls are blocking, so each runs in a worker thread: the event loop never
+waits on Stripe. Every create carries an idempotency key, so a retried request cannot create a
+second customer or session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import stripe
+
+from orgbill.config import Settings
+
+# Pinned: the shapes we read (periods on items, invoice.parent) are those of this version. The
+# mappers still read older shapes, for events sent under an endpoint's older version.
+STRIPE_API_VERSION = "2026-10-28.endive"
+_LIST_PAGE_SIZE = 100
+T = TypeVar("T")
+
+
+class StripeUnavailable(Exception):
+    """Stripe could not be reached or refused the call; the message is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSession:
+    id: str
+    url: str | None
+
+
+def idempotency_key(*parts: object) -> str:
+    """A key per logical create; a fresh one for creates that are new each time."""
+    return "orgbill-" + "-".join(str(p) for p in parts) if parts else f"orgbill-{uuid.uuid4()}"
+
+
+class StripeGateway:
+    def __init__(
+        self, api_key: str, *, api_base: str | None = None, max_network_retries: int = 2
+    ) -> None:
+        base_addresses: Any = {"api": api_base} if api_base else {}
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_version=STRIPE_API_VERSION,
+            base_addresses=base_addresses,
+            max_network_retries=max_network_retries,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StripeGateway | None:
+        if not settings.stripe_api_key:
+            return None
+        return cls(settings.stripe_api_key, api_base=settings.stripe_api_base)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(fn)
+        except stripe.StripeError as exc:
+            # The SDK's message may echo request details; keep only what is safe to show.
+            message = getattr(exc, "user_message", None) or type(exc).__name__
+            raise StripeUnavailable(f"Stripe request failed: {message}") from exc
+
+    # Creates
+
+    async def create_customer(
+        self, *, organization_id: uuid.UUID, name: str, email: str | None = None
+    ) -> str:
+        params: dict[str, Any] = {
+            "name": name,
+            "metadata": {"organization_id": str(organization_id)},
+        }
+        if email:
+            params["email"] = email
+        # Keyed on the org: two concurrent first checkouts get one customer, not two.
+        options: Any = {"idempotency_key": idempotency_key("customer", organization_id)}
+        customer = await self._call(
+            lambda: self._client.v1.customers.create(params=params, options=options)
+        )
+        return customer.id
+
+    async def create_checkout_session(
+        self,
+        *,
+        organization_id: uuid.UUID,
+        customer_id: str,
+        price_id: str,
+        success_url: str,
+        cancel_url: str,
+        request_key: str,
+    ) -> CheckoutSession:
+        metadata = {"organization_id": str(organization_id)}
+        params: Any = {
+            "mode": "subscription",
+            "customer": customer_id,
+            "client_reference_id": str(organization_id),
+            "line_items": [{"price": price_id, "quantity": 1}],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "metadata": metadata,
+            "subscription_data": {"metadata": metadata},
+        }
+        options: Any = {"idempotency_key": idempotency_key("checkout", request_key)}
+        session = await self._call(
+            lambda: self._client.v1.checkout.sessions.create(params=params, options=options)
+        )
+        return CheckoutSession(id=session.id, url=session.url)
+
+    async def create_portal_session(
+        self, *, customer_id: str, return_url: str, request_key: str
+    ) -> str:
+        params: Any = {"customer": customer_id, "return_url": return_url}
+        options: Any = {"idempotency_key": idempotency_key("portal", request_key)}
+        session = await self._call(
+            lambda: self._client.v1.billing_portal.sessions.create(params=params, options=options)
+        )
+        return session.url
+
+    # Reads (reconciliation)
+
+    async def list_customers(self) -> list[dict[str, Any]]:
+        return await self._list(self._client.v1.customers.list, {})
+
+    async def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        customer = await self._call(lambda: self._client.v1.customers.retrieve(customer_id))
+        return customer.to_dict()
+
+    async def list_subscriptions(self, customer_id: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"status": "all"}
+        if customer_id:
+            params["customer"] = customer_id
+        return await self._list(self._client.v1.subscriptions.list, params)
+
+    async def list_invoices(self, customer_id: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"customer": customer_id} if customer_id else {}
+        return await self._list(self._client.v1.invoices.list, params)
+
+    async def _list(self, method: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+        def fetch_all() -> list[dict[str, Any]]:
+            page = method(params={**params, "limit": _LIST_PAGE_SIZE})
+            return [obj.to_dict() for obj in page.auto_paging_iter()]
+
+        return await self._call(fetch_all)

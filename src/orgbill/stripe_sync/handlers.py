@@ -1,0 +1,334 @@
+"""Applying normalised Stripe objects to our mirror: the code path webhooks and reconciliation
+share. Each `apply_*` takes a snapshot (mappers.py) and the time it describes (`observed_at`: an
+event's `created`, or when reconciliation read the object) and returns what it did.
+
+Ordering: per Stripe object we keep the `observed_at` of the newest state applied; anything
+older changes nothing. Stripe's clock has one-second resolution, so two events of one object in
+the same second are ordered by their status instead: a later lifecycle stage wins (a canceled
+subscription never comes back; a paid invoice never returns to open).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgbill.kit.time import utcnow
+from orgbill.models import StripeEventStatus
+from orgbill.plans.catalog import Catalog, PlanDef
+from orgbill.stripe_sync import mappers, repository
+from orgbill.stripe_sync.mappers import (
+    CheckoutSnapshot,
+    CustomerSnapshot,
+    EventEnvelope,
+    InvoiceSnapshot,
+    SubscriptionSnapshot,
+)
+
+Change = Literal[
+    "created", "updated", "unchanged", "linked", "unlinked", "stale", "unmatched", "ignored"
+]
+
+# Later lifecycle stages rank higher; only used to order two states stamped the same second.
+_SUBSCRIPTION_STAGE = {"canceled": 2, "incomplete_expired": 2}
+_INVOICE_STAGE = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    change: Change
+    message: str
+    organization_id: uuid.UUID | None = None
+
+    @property
+    def event_status(self) -> StripeEventStatus:
+        if self.change == "unmatched":
+            return StripeEventStatus.UNMATCHED
+        if self.change in ("stale", "ignored"):
+            return StripeEventStatus.IGNORED
+        return StripeEventStatus.PROCESSED
+
+
+def supersedes(
+    observed_at: datetime,
+    stored_at: datetime | None,
+    incoming_stage: int,
+    stored_stage: int,
+) -> bool:
+    if stored_at is None or observed_at > stored_at:
+        return True
+    if observed_at < stored_at:
+        return False
+    return incoming_stage >= stored_stage
+
+
+async def _organization_for(
+    session: AsyncSession,
+    metadata_org: uuid.UUID | None,
+    customer_id: str | None,
+    subscription_id: str | None = None,
+) -> uuid.UUID | None:
+    """metadata.organization_id, else the org linked to the customer, else the subscription's."""
+    if metadata_org is not None:
+        found = await repository.live_organization_id(session, metadata_org)
+        if found is not None:
+            return found
+    if customer_id:
+        found = await repository.organization_for_customer(session, customer_id)
+        if found is not None:
+            return found
+    if subscription_id:
+        return await repository.subscription_organization(session, subscription_id)
+    return None
+
+
+def _no_org(kind: str, stripe_id: str, metadata_org: uuid.UUID | None, customer: str | None) -> str:
+    named = f"metadata organization {metadata_org}" if metadata_org else "no metadata organization"
+    return f"{kind} {stripe_id}: no organization ({named}; customer {customer or '-'} not linked)"
+
+
+def _plan_for(
+    snapshot: SubscriptionSnapshot, catalog: Catalog
+) -> tuple[PlanDef | None, str | None]:
+    """The highest-ranked catalog plan among the items, with the Stripe id it was found by."""
+    best: tuple[PlanDef | None, str | None] = (None, None)
+    for item in snapshot.items:
+        plan = catalog.plan_for_stripe_ref(*item.refs)
+        stripe_id = item.price_id or item.legacy_plan_id
+        if best[1] is None:
+            best = (best[0], stripe_id)
+        if plan is not None and (best[0] is None or plan.rank > best[0].rank):
+            best = (plan, stripe_id)
+    return best
+
+
+def _assign(row: Any, values: dict[str, Any]) -> bool:
+    changed = False
+    for key, value in values.items():
+        if getattr(row, key) != value:
+            setattr(row, key, value)
+            changed = True
+    return changed
+
+
+async def apply_subscription(
+    session: AsyncSession, snapshot: SubscriptionSnapshot, catalog: Catalog, observed_at: datetime
+) -> Outcome:
+    sub_id = snapshot.stripe_subscription_id
+    plan, stripe_price_id = _plan_for(snapshot, catalog)
+    values: dict[str, Any] = {
+        "stripe_customer_id": snapshot.stripe_customer_id,
+        "status": snapshot.status,
+        "plan_code": plan.code if plan else None,
+        "stripe_price_id": stripe_price_id,
+        "current_period_start": snapshot.current_period_start,
+        "current_period_end": snapshot.current_period_end,
+        "cancel_at_period_end": snapshot.cancel_at_period_end,
+        "canceled_at": snapshot.canceled_at,
+        "ended_at": snapshot.ended_at,
+    }
+    described = f"subscription {sub_id} ({snapshot.status}, plan {values['plan_code'] or '-'})"
+    row = await repository.lock_subscription(session, sub_id)
+    if row is None:
+        org_id = await _organization_for(
+            session, snapshot.organization_id, snapshot.stripe_customer_id
+        )
+        if org_id is None:
+            message = _no_org(
+                "subscription", sub_id, snapshot.organization_id, snapshot.stripe_customer_id
+            )
+            return Outcome("unmatched", message)
+        now = utcnow()
+        created = await repository.insert_subscription(
+            session,
+            {
+                **values,
+                "organization_id": org_id,
+                "stripe_subscription_id": sub_id,
+                "stripe_event_created": observed_at,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        if snapshot.stripe_customer_id:
+            await repository.link_customer(session, org_id, snapshot.stripe_customer_id)
+        if created:
+            return Outcome("created", f"{described} created", org_id)
+        # A concurrent first event inserted it between our read and insert: order against it.
+        row = await repository.lock_subscription(session, sub_id)
+        assert row is not None
+    org_id = row.organization_id
+    stage = _SUBSCRIPTION_STAGE.get(snapshot.status, 0)
+    if not supersedes(
+        observed_at, row.stripe_event_created, stage, _SUBSCRIPTION_STAGE.get(row.status, 0)
+    ):
+        return Outcome("stale", f"{described}: a newer state is already applied", org_id)
+    changed = _assign(row, values)
+    row.stripe_event_created = observed_at
+    if changed:
+        row.updated_at = utcnow()
+    await session.flush()
+    if changed:
+        return Outcome("updated", f"{described} updated", org_id)
+    return Outcome("unchanged", f"{described} unchanged", org_id)
+
+
+async def apply_invoice(
+    session: AsyncSession, snapshot: InvoiceSnapshot, observed_at: datetime
+) -> Outcome:
+    invoice_id = snapshot.stripe_invoice_id
+    values: dict[str, Any] = {
+        "stripe_customer_id": snapshot.stripe_customer_id,
+        "stripe_subscription_id": snapshot.stripe_subscription_id,
+        "status": snapshot.status,
+        "currency": snapshot.currency,
+        "total": snapshot.total,
+        "amount_due": snapshot.amount_due,
+        "amount_paid": snapshot.amount_paid,
+        "invoice_pdf": snapshot.invoice_pdf,
+        "hosted_invoice_url": snapshot.hosted_invoice_url,
+        "period_start": snapshot.period_start,
+        "period_end": snapshot.period_end,
+    }
+    described = (
+        f"invoice {invoice_id} ({snapshot.status or '-'}, {snapshot.total} {snapshot.currency})"
+    )
+    row = await repository.lock_invoice(session, invoice_id)
+    if row is None:
+        org_id = await _organization_for(
+            session,
+            snapshot.organization_id,
+            snapshot.stripe_customer_id,
+            snapshot.stripe_subscription_id,
+        )
+        if org_id is None:
+            message = _no_org(
+                "invoice", invoice_id, snapshot.organization_id, snapshot.stripe_customer_id
+            )
+            return Outcome("unmatched", message)
+        created = await repository.insert_invoice(
+            session,
+            {
+                **values,
+                "organization_id": org_id,
+                "stripe_invoice_id": invoice_id,
+                "created_at": snapshot.created,
+                "updated_at": utcnow(),
+                "stripe_event_created": observed_at,
+            },
+        )
+        if created:
+            return Outcome("created", f"{described} created", org_id)
+        row = await repository.lock_invoice(session, invoice_id)
+        assert row is not None
+    org_id = row.organization_id
+    stage = _INVOICE_STAGE.get(snapshot.status or "", 0)
+    if not supersedes(
+        observed_at, row.stripe_event_created, stage, _INVOICE_STAGE.get(row.status or "", 0)
+    ):
+        return Outcome("stale", f"{described}: a newer state is already applied", org_id)
+    changed = _assign(row, values)
+    row.stripe_event_created = observed_at
+    await session.flush()
+    if changed:
+        return Outcome("updated", f"{described} updated", org_id)
+    return Outcome("unchanged", f"{described} unchanged", org_id)
+
+
+async def apply_customer(
+    session: AsyncSession, snapshot: CustomerSnapshot, observed_at: datetime
+) -> Outcome:
+    customer_id = snapshot.stripe_customer_id
+    if snapshot.deleted:
+        org_id = await repository.unlink_customer(session, customer_id)
+        if org_id is None:
+            return Outcome("unchanged", f"customer {customer_id} deleted; it was not linked")
+        return Outcome("unlinked", f"customer {customer_id} deleted and unlinked", org_id)
+    # A customer has no state of ours to stamp; its deletion is the one thing to not undo.
+    if await repository.newer_event_applied(
+        session, customer_id, ("customer.deleted",), observed_at
+    ):
+        return Outcome("stale", f"customer {customer_id}: deleted by a newer event")
+    linked = await repository.organization_for_customer(session, customer_id)
+    if linked is not None:
+        return Outcome("unchanged", f"customer {customer_id} already linked", linked)
+    org_id = await _organization_for(session, snapshot.organization_id, None)
+    if org_id is None:
+        return Outcome(
+            "unmatched", _no_org("customer", customer_id, snapshot.organization_id, None)
+        )
+    if await repository.link_customer(session, org_id, customer_id):
+        return Outcome("linked", f"customer {customer_id} linked", org_id)
+    existing = await repository.customer_of(session, org_id)
+    return Outcome("unchanged", f"customer {customer_id}: org keeps customer {existing}", org_id)
+
+
+async def apply_checkout(session: AsyncSession, snapshot: CheckoutSnapshot) -> Outcome:
+    session_id, customer_id = snapshot.stripe_session_id, snapshot.stripe_customer_id
+    org_id = await _organization_for(session, snapshot.organization_id, customer_id)
+    if org_id is None:
+        return Outcome(
+            "unmatched", _no_org("checkout", session_id, snapshot.organization_id, customer_id)
+        )
+    if customer_id and await repository.link_customer(session, org_id, customer_id):
+        return Outcome("linked", f"checkout {session_id}: customer {customer_id} linked", org_id)
+    # The subscription it started arrives in its own customer.subscription.* events.
+    return Outcome("unchanged", f"checkout {session_id} completed", org_id)
+
+
+EventHandler = Callable[[AsyncSession, EventEnvelope, Catalog], Awaitable[Outcome]]
+
+
+async def _on_subscription(
+    session: AsyncSession, event: EventEnvelope, catalog: Catalog
+) -> Outcome:
+    snapshot = mappers.subscription_snapshot(event.object)
+    return await apply_subscription(session, snapshot, catalog, event.created)
+
+
+async def _on_invoice(session: AsyncSession, event: EventEnvelope, _: Catalog) -> Outcome:
+    return await apply_invoice(session, mappers.invoice_snapshot(event.object), event.created)
+
+
+async def _on_customer(session: AsyncSession, event: EventEnvelope, _: Catalog) -> Outcome:
+    snapshot = mappers.customer_snapshot(event.object, deleted=event.type == "customer.deleted")
+    return await apply_customer(session, snapshot, event.created)
+
+
+async def _on_checkout(session: AsyncSession, event: EventEnvelope, _: Catalog) -> Outcome:
+    return await apply_checkout(session, mappers.checkout_snapshot(event.object))
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "checkout.session.completed": _on_checkout,
+    **{
+        f"customer.subscription.{action}": _on_subscription
+        for action in ("created", "updated", "deleted", "paused", "resumed", "trial_will_end")
+    },
+    **{
+        f"invoice.{action}": _on_invoice
+        for action in (
+            "created",
+            "finalized",
+            "updated",
+            "paid",
+            "payment_succeeded",
+            "payment_failed",
+            "voided",
+            "marked_uncollectible",
+        )
+    },
+    **{f"customer.{action}": _on_customer for action in ("created", "updated", "deleted")},
+}
+
+
+async def apply_event(session: AsyncSession, event: EventEnvelope, catalog: Catalog) -> Outcome:
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        return Outcome("ignored", f"event type {event.type} is not acted on")
+    return await handler(session, event, catalog)

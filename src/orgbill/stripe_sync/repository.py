@@ -1,0 +1,198 @@
+"""SQL for the Stripe mirror: the inbox, subscriptions, invoices and customer links.
+
+Rows keyed by a Stripe id are created with INSERT … ON CONFLICT DO NOTHING and then locked
+(SELECT … FOR UPDATE): Stripe delivers concurrently, and two first events for one object must
+meet at the unique constraint, not race a "check then insert".
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from orgbill.kit.pagination import PageParams, paginate_statement
+from orgbill.models import (
+    Invoice,
+    Organization,
+    OrganizationStatus,
+    PlanCatalog,
+    StripeEvent,
+    Subscription,
+)
+from orgbill.plans.store import CATALOG_ROW_ID
+
+
+def _insert(session: AsyncSession, model: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+async def catalog_revision(session: AsyncSession) -> str | None:
+    stmt = select(PlanCatalog.content_hash).where(PlanCatalog.id == CATALOG_ROW_ID)
+    return await session.scalar(stmt)
+
+
+# Inbox
+
+
+async def insert_event(session: AsyncSession, values: dict[str, Any]) -> StripeEvent | None:
+    """The new inbox row, or None when the event id is already there."""
+    stmt = (
+        _insert(session, StripeEvent)
+        .values(id=uuid.uuid4(), **values)
+        .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id])
+        .returning(StripeEvent)
+    )
+    return await session.scalar(stmt)
+
+
+async def lock_event(
+    session: AsyncSession, *, event_id: uuid.UUID | None = None, stripe_event_id: str | None = None
+) -> StripeEvent | None:
+    stmt = select(StripeEvent).with_for_update()
+    if event_id is not None:
+        stmt = stmt.where(StripeEvent.id == event_id)
+    else:
+        stmt = stmt.where(StripeEvent.stripe_event_id == stripe_event_id)
+    # populate_existing: the row may sit in the identity map from before another writer's commit.
+    return await session.scalar(stmt.execution_options(populate_existing=True))
+
+
+async def list_events(
+    session: AsyncSession, params: PageParams, status: str | None
+) -> list[StripeEvent]:
+    stmt = select(StripeEvent)
+    if status is not None:
+        stmt = stmt.where(StripeEvent.status == status)
+    stmt = paginate_statement(stmt, params, StripeEvent.created_at, StripeEvent.id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def newer_event_applied(
+    session: AsyncSession, object_id: str, types: tuple[str, ...], created: datetime
+) -> bool:
+    stmt = select(
+        exists().where(
+            StripeEvent.object_id == object_id,
+            StripeEvent.type.in_(types),
+            StripeEvent.event_created_at > created,
+            StripeEvent.status == "processed",
+        )
+    )
+    return bool(await session.scalar(stmt))
+
+
+# Organizations and customer links
+
+
+async def live_organization_id(session: AsyncSession, org_id: uuid.UUID) -> uuid.UUID | None:
+    stmt = select(Organization.id).where(
+        Organization.id == org_id, Organization.status != OrganizationStatus.DELETED
+    )
+    return await session.scalar(stmt)
+
+
+async def organization_for_customer(session: AsyncSession, customer_id: str) -> uuid.UUID | None:
+    stmt = select(Organization.id).where(Organization.stripe_customer_id == customer_id)
+    return await session.scalar(stmt)
+
+
+async def customer_of(session: AsyncSession, org_id: uuid.UUID) -> str | None:
+    stmt = select(Organization.stripe_customer_id).where(Organization.id == org_id)
+    return await session.scalar(stmt)
+
+
+async def link_customer(session: AsyncSession, org_id: uuid.UUID, customer_id: str) -> bool:
+    """Link an unlinked org to a customer no other org holds. A link, once made, is kept:
+    metadata on a later object never moves a paying customer to another org."""
+    other = aliased(Organization)
+    stmt = (
+        update(Organization)
+        .where(
+            Organization.id == org_id,
+            Organization.stripe_customer_id.is_(None),
+            ~exists().where(other.stripe_customer_id == customer_id),
+        )
+        .values(stripe_customer_id=customer_id)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def unlink_customer(session: AsyncSession, customer_id: str) -> uuid.UUID | None:
+    stmt = (
+        update(Organization)
+        .where(Organization.stripe_customer_id == customer_id)
+        .values(stripe_customer_id=None)
+        .returning(Organization.id)
+        .execution_options(synchronize_session=False)
+    )
+    return await session.scalar(stmt)
+
+
+# Subscriptions
+
+
+async def lock_subscription(session: AsyncSession, stripe_id: str) -> Subscription | None:
+    stmt = (
+        select(Subscription)
+        .where(Subscription.stripe_subscription_id == stripe_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(stmt)
+
+
+async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> bool:
+    stmt = (
+        _insert(session, Subscription)
+        .values(id=uuid.uuid4(), **values)
+        .on_conflict_do_nothing(index_elements=[Subscription.stripe_subscription_id])
+        .returning(Subscription.id)
+    )
+    return await session.scalar(stmt) is not None
+
+
+async def subscription_organization(session: AsyncSession, stripe_id: str) -> uuid.UUID | None:
+    stmt = select(Subscription.organization_id).where(
+        Subscription.stripe_subscription_id == stripe_id
+    )
+    return await session.scalar(stmt)
+
+
+# Invoices
+
+
+async def lock_invoice(session: AsyncSession, stripe_id: str) -> Invoice | None:
+    stmt = (
+        select(Invoice)
+        .where(Invoice.stripe_invoice_id == stripe_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(stmt)
+
+
+async def insert_invoice(session: AsyncSession, values: dict[str, Any]) -> bool:
+    stmt = (
+        _insert(session, Invoice)
+        .values(id=uuid.uuid4(), **values)
+        .on_conflict_do_nothing(index_elements=[Invoice.stripe_invoice_id])
+        .returning(Invoice.id)
+    )
+    return await session.scalar(stmt) is not None
+
+
+async def list_invoices(
+    session: AsyncSession, org_id: uuid.UUID, params: PageParams
+) -> list[Invoice]:
+    stmt = select(Invoice).where(Invoice.organization_id == org_id)
+    stmt = paginate_statement(stmt, params, Invoice.created_at, Invoice.id)
+    return list((await session.scalars(stmt)).all())

@@ -1,0 +1,38 @@
+"""`POST /webhooks/stripe`: no auth; the signature over the raw body is the credential."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+
+from orgbill.auth.dependencies import SessionDep, SettingsDep
+from orgbill.errors import error_response
+from orgbill.kit.routing import TransactionalRoute
+from orgbill.plans.dependencies import CatalogStoreDep
+from orgbill.stripe_sync import schemas, webhooks
+
+router = APIRouter(route_class=TransactionalRoute, tags=["stripe"])
+
+
+@router.post("/webhooks/stripe", response_model=schemas.WebhookAck)
+async def stripe_webhook(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    store: CatalogStoreDep,
+    stripe_signature: Annotated[str | None, Header(include_in_schema=True)] = None,
+) -> schemas.WebhookAck | JSONResponse:
+    # The raw bytes, exactly as signed: never a re-serialised body.
+    raw_body = await request.body()
+    delivery = await webhooks.receive(session, raw_body, stripe_signature, settings, store)
+    if delivery.failed:
+        # Returned, not raised: the route class then commits the `failed` stamp (the event's
+        # own changes were rolled back to their savepoint) and Stripe retries on the 500.
+        return error_response(500, "internal_error", "The event could not be applied; retry")
+    return schemas.WebhookAck(
+        event_id=delivery.event.stripe_event_id,
+        status=delivery.event.status,
+        duplicate=delivery.duplicate,
+    )

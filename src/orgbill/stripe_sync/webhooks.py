@@ -1,0 +1,166 @@
+"""The webhook inbox: verify → store (unique on the event id) → apply → stamp, in the request's
+one transaction (TransactionalRoute commits it before the response is sent).
+
+Applying runs inside a SAVEPOINT. If it raises, the savepoint is rolled back (nothing of the
+event survives), the inbox row is stamped `failed` with the error, and the caller answers 5xx:
+Stripe redelivers, and a redelivery of a failed event is applied again. Any other redelivery is
+a 200 that changes nothing. This path never calls Stripe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgbill.admin import audit
+from orgbill.auth.principal import UserPrincipal
+from orgbill.config import Settings
+from orgbill.errors import BadRequest, NotFound, Unavailable
+from orgbill.kit.pagination import PageParams
+from orgbill.kit.time import utcnow
+from orgbill.models import StripeEvent, StripeEventStatus
+from orgbill.plans.catalog import Catalog
+from orgbill.plans.store import CatalogStore
+from orgbill.stripe_sync import handlers, mappers, repository, signature
+from orgbill.stripe_sync.mappers import EventEnvelope, MalformedStripeObject
+
+logger = logging.getLogger("orgbill.stripe")
+_ERROR_TEXT_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    event: StripeEvent
+    duplicate: bool
+
+    @property
+    def failed(self) -> bool:
+        return self.event.status == StripeEventStatus.FAILED
+
+
+async def live_catalog(session: AsyncSession, store: CatalogStore) -> Catalog:
+    return await store.current(session, await repository.catalog_revision(session))
+
+
+def _parse(raw: bytes) -> tuple[EventEnvelope, dict[str, Any]]:
+    try:
+        payload = json.loads(raw)
+        return mappers.event_envelope(payload), payload
+    except (ValueError, MalformedStripeObject) as exc:
+        # json.JSONDecodeError and UnicodeDecodeError are ValueErrors too.
+        raise BadRequest(f"Not a Stripe event: {exc}") from exc
+
+
+def _error_text(exc: BaseException) -> str:
+    # First line only: the admin needs the kind of failure, not a statement dump.
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line}"[:_ERROR_TEXT_LIMIT]
+
+
+async def apply_stored(
+    session: AsyncSession, row: StripeEvent, event: EventEnvelope, catalog: Catalog
+) -> None:
+    """Apply one inbox row and stamp it; on failure, stamp it failed with nothing applied."""
+    row.attempts += 1
+    try:
+        async with session.begin_nested():
+            outcome = await handlers.apply_event(session, event, catalog)
+    except Exception as exc:
+        logger.exception(
+            "stripe event failed", extra={"stripeEventId": row.stripe_event_id, "type": row.type}
+        )
+        row.status, row.error, row.processed_at = StripeEventStatus.FAILED, _error_text(exc), None
+        await session.flush()
+        return
+    row.status = outcome.event_status
+    row.outcome = outcome.message[:500]
+    row.organization_id = outcome.organization_id
+    row.error = None
+    row.processed_at = utcnow()
+    await session.flush()
+
+
+async def receive(
+    session: AsyncSession,
+    raw_body: bytes,
+    signature_header: str | None,
+    settings: Settings,
+    store: CatalogStore,
+) -> Delivery:
+    secret = settings.stripe_webhook_secret
+    if not secret:
+        # Not the sender's fault: a 503 makes Stripe retry until we are configured.
+        raise Unavailable("Stripe webhooks are not configured")
+    try:
+        signature.verify(raw_body, signature_header, secret)
+    except signature.InvalidSignature as exc:
+        raise BadRequest(str(exc)) from exc
+    event, payload = _parse(raw_body)
+    row = await repository.insert_event(
+        session,
+        {
+            "stripe_event_id": event.id,
+            "type": event.type,
+            "api_version": event.api_version,
+            "object_id": event.object_id,
+            "event_created_at": event.created,
+            "payload": payload,
+            "status": StripeEventStatus.FAILED,  # until applied: a crash never reads as done
+            "attempts": 0,
+            "created_at": utcnow(),
+        },
+    )
+    if row is None:
+        row = await repository.lock_event(session, stripe_event_id=event.id)
+        if row is None:  # deleted in between; treat as new next time
+            raise Unavailable("Event inbox changed concurrently; retry")
+        if row.status != StripeEventStatus.FAILED:
+            return Delivery(event=row, duplicate=True)
+    await apply_stored(session, row, event, await live_catalog(session, store))
+    return Delivery(event=row, duplicate=False)
+
+
+# Admin
+
+
+async def list_events(
+    session: AsyncSession, params: PageParams, status: StripeEventStatus | None
+) -> list[StripeEvent]:
+    return await repository.list_events(session, params, status.value if status else None)
+
+
+async def replay(
+    session: AsyncSession, admin: UserPrincipal, event_ref: str, store: CatalogStore
+) -> StripeEvent:
+    """Apply a stored event again (after fixing what made it fail or go unmatched)."""
+    if event_ref.startswith("evt_"):
+        row = await repository.lock_event(session, stripe_event_id=event_ref)
+    else:
+        try:
+            row_id = uuid.UUID(event_ref)
+        except ValueError as exc:
+            raise NotFound("Stripe event not found") from exc
+        row = await repository.lock_event(session, event_id=row_id)
+    if row is None:
+        raise NotFound("Stripe event not found")
+    previous = row.status
+    event = mappers.event_envelope(row.payload)
+    await apply_stored(session, row, event, await live_catalog(session, store))
+    await audit.record(
+        session,
+        actor_user_id=admin.user.id,
+        action="stripe_event.replay",
+        organization_id=row.organization_id,
+        details={
+            "stripe_event_id": row.stripe_event_id,
+            "type": row.type,
+            "from": previous,
+            "to": row.status,
+        },
+    )
+    return row
