@@ -22,6 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
 
 run: $(VENV)/.installed
 	$(BIN)/orgbill migrate
+	$(BIN)/orgbill plans sync
 	$(BIN)/orgbill demo
 	ORGBILL_COOKIE_SECURE=$${ORGBILL_COOKIE_SECURE:-false} $(BIN)/orgbill serve --host $(HOST) --port $(PORT)
 
@@ -37,6 +38,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-dev
+	@command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(BIN)/python bench/run.py
 
 clean:

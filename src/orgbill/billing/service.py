@@ -16,7 +16,6 @@ from orgbill.organizations import service as org_service
 from orgbill.plans.store import CatalogStore
 from orgbill.stripe_sync import repository as stripe_repository
 from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable, idempotency_key
-from orgbill.stripe_sync.webhooks import live_catalog
 
 
 def subscription_schema(subscription: Subscription) -> schemas.BillingSubscription:
@@ -107,7 +106,7 @@ async def start_checkout(
     store: CatalogStore,
 ) -> schemas.CheckoutSession:
     stripe = _require_gateway(gateway)
-    catalog = await live_catalog(session, store)
+    catalog = await store.live(session)
     plan = catalog.plans.get(data.plan)
     if plan is None:
         raise BadRequest(f"Unknown plan '{data.plan}'; see GET /plans")

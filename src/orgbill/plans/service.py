@@ -147,15 +147,8 @@ def plan_out(plan: PlanDef) -> schemas.PlanOut:
     )
 
 
-async def live_catalog(session: AsyncSession, store: CatalogStore) -> Catalog:
-    revision = await session.scalar(
-        select(PlanCatalog.content_hash).where(PlanCatalog.id == CATALOG_ROW_ID)
-    )
-    return await store.current(session, revision)
-
-
 async def list_plans(session: AsyncSession, store: CatalogStore) -> schemas.PlanList:
-    catalog = await live_catalog(session, store)
+    catalog = await store.live(session)
     plans = sorted(catalog.plans.values(), key=lambda p: p.rank)
     return schemas.PlanList(data=[plan_out(p) for p in plans], version=catalog.version)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.models import PlanCatalog
@@ -28,6 +29,13 @@ class CatalogStore:
     @property
     def catalog(self) -> Catalog:
         return self._catalog
+
+    async def live(self, session: AsyncSession) -> Catalog:
+        """The catalog as the database has it now (one small read)."""
+        revision = await session.scalar(
+            select(PlanCatalog.content_hash).where(PlanCatalog.id == CATALOG_ROW_ID)
+        )
+        return await self.current(session, revision)
 
     async def current(self, session: AsyncSession, revision: str | None) -> Catalog:
         """The catalog at `revision` (the hash the caller just read from the database)."""

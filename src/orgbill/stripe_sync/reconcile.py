@@ -23,7 +23,6 @@ from orgbill.plans.store import CatalogStore
 from orgbill.stripe_sync import handlers, mappers, repository
 from orgbill.stripe_sync.client import StripeGateway
 from orgbill.stripe_sync.handlers import Outcome
-from orgbill.stripe_sync.webhooks import live_catalog
 
 _QUIET_CHANGES = frozenset({"unchanged", "stale"})
 
@@ -110,7 +109,7 @@ class Reconciler:
             async def apply_subscription(
                 session: AsyncSession, snapshot: mappers.SubscriptionSnapshot = snapshot
             ) -> Outcome:
-                catalog = await live_catalog(session, self._store)
+                catalog = await self._store.live(session)
                 return await handlers.apply_subscription(session, snapshot, catalog, observed_at)
 
             await self._apply("subscription", report, apply_subscription)

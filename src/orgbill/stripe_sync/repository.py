@@ -21,21 +21,14 @@ from orgbill.models import (
     Invoice,
     Organization,
     OrganizationStatus,
-    PlanCatalog,
     StripeEvent,
     Subscription,
 )
-from orgbill.plans.store import CATALOG_ROW_ID
 
 
 def _insert(session: AsyncSession, model: Any) -> Any:
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-
-
-async def catalog_revision(session: AsyncSession) -> str | None:
-    stmt = select(PlanCatalog.content_hash).where(PlanCatalog.id == CATALOG_ROW_ID)
-    return await session.scalar(stmt)
 
 
 # Inbox

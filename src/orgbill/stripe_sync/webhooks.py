@@ -43,10 +43,6 @@ class Delivery:
         return self.event.status == StripeEventStatus.FAILED
 
 
-async def live_catalog(session: AsyncSession, store: CatalogStore) -> Catalog:
-    return await store.current(session, await repository.catalog_revision(session))
-
-
 def _parse(raw: bytes) -> tuple[EventEnvelope, dict[str, Any]]:
     try:
         payload = json.loads(raw)
@@ -121,7 +117,7 @@ async def receive(
             raise Unavailable("Event inbox changed concurrently; retry")
         if row.status != StripeEventStatus.FAILED:
             return Delivery(event=row, duplicate=True)
-    await apply_stored(session, row, event, await live_catalog(session, store))
+    await apply_stored(session, row, event, await store.live(session))
     return Delivery(event=row, duplicate=False)
 
 
@@ -150,7 +146,7 @@ async def replay(
         raise NotFound("Stripe event not found")
     previous = row.status
     event = mappers.event_envelope(row.payload)
-    await apply_stored(session, row, event, await live_catalog(session, store))
+    await apply_stored(session, row, event, await store.live(session))
     await audit.record(
         session,
         actor_user_id=admin.user.id,
