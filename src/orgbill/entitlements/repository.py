@@ -1,4 +1,4 @@
-"""One round trip for everything plan resolution needs about an organization."""
+"""One round trip for everything plan resolution (and the profile) needs about an organization."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from orgbill.entitlements.resolver import ENTITLING_STATUSES
-from orgbill.models import EnterpriseContract, PlanCatalog, Subscription
+from orgbill.models import CreditBalance, EnterpriseContract, PlanCatalog, Subscription
 from orgbill.plans.store import CATALOG_ROW_ID
 
 
@@ -20,6 +20,9 @@ class PlanInputs:
     contract: EnterpriseContract | None
     subscription: Subscription | None
     catalog_revision: str | None
+    # The org's credit balance row (None before its first credit movement): rides along so
+    # the profile's total_credits costs no extra round trip.
+    credit_balance: CreditBalance | None = None
 
 
 def current_subscription_id(org_id: Any) -> Any:
@@ -47,24 +50,34 @@ def catalog_revision_column() -> Any:
 
 
 def with_plan_inputs(stmt: Select[Any], org_id: Any) -> Select[Any]:
-    """Adds (contract, subscription, catalog revision) to a select over an organization."""
+    """Adds (contract, subscription, catalog revision, credit balance) to a select over an
+    organization."""
     return (
-        stmt.add_columns(EnterpriseContract, Subscription, catalog_revision_column())
+        stmt.add_columns(EnterpriseContract, Subscription, catalog_revision_column(), CreditBalance)
         .outerjoin(EnterpriseContract, EnterpriseContract.organization_id == org_id)
         .outerjoin(Subscription, Subscription.id == current_subscription_id(org_id))
+        .outerjoin(CreditBalance, CreditBalance.organization_id == org_id)
     )
 
 
-def plan_inputs_from_row(contract: Any, subscription: Any, revision: Any) -> PlanInputs:
-    return PlanInputs(contract=contract, subscription=subscription, catalog_revision=revision)
+def plan_inputs_from_row(
+    contract: Any, subscription: Any, revision: Any, credit_balance: Any = None
+) -> PlanInputs:
+    return PlanInputs(
+        contract=contract,
+        subscription=subscription,
+        catalog_revision=revision,
+        credit_balance=credit_balance,
+    )
 
 
 async def load_plan_inputs(session: AsyncSession, org_id: uuid.UUID) -> PlanInputs:
     stmt = (
-        select(EnterpriseContract, Subscription, catalog_revision_column())
+        select(EnterpriseContract, Subscription, catalog_revision_column(), CreditBalance)
         .select_from(select(1).subquery())
         .outerjoin(EnterpriseContract, EnterpriseContract.organization_id == org_id)
         .outerjoin(Subscription, Subscription.id == current_subscription_id(org_id))
+        .outerjoin(CreditBalance, CreditBalance.organization_id == org_id)
     )
     row = (await session.execute(stmt)).one()
-    return plan_inputs_from_row(row[0], row[1], row[2])
+    return plan_inputs_from_row(*row)
