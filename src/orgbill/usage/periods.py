@@ -68,7 +68,9 @@ def billing_period(plan: EffectivePlan, at: datetime) -> Period:
         if stripe_period.contains(at):
             return stripe_period
         months = _months_between(stripe_period.start, stripe_period.end)
-        return period_from_anchor(stripe_period.start, months, at)
+        # The next period starts exactly where this one ends (a short trial period too).
+        anchor = stripe_period.end if at >= stripe_period.end else stripe_period.start
+        return period_from_anchor(anchor, months, at)
     if plan.source == "enterprise" and plan.contract_starts_at is not None:
         return period_from_anchor(plan.contract_starts_at, 1, at)
     return period_from_anchor(_CALENDAR_ANCHOR, 1, at)
