@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     # PostgreSQL only: a schema to put on the search_path (tests use a throwaway one).
     database_schema: str | None = None
     redis_url: str | None = None
+    # Token buckets per org / per client IP (seed 004). Off only to measure its cost.
+    rate_limit_enabled: bool = True
+    # Namespace of the shared buckets in Redis (one per deployment; tests use their own).
+    rate_limit_key_prefix: str = "orgbill:ratelimit:"
 
     jwt_secret: str = DEV_JWT_SECRET
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"

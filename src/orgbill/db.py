@@ -34,10 +34,12 @@ def _connect_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control away from the driver so _begin_sqlite decides how BEGIN reads.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # busy_timeout first: switching to WAL needs a lock, and a connection opened while
+    # another one writes must wait for it rather than fail with "database is locked".
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 

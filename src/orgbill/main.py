@@ -14,18 +14,23 @@ from orgbill.auth.last_used import ApiKeyUsageRecorder
 from orgbill.auth.router import router as auth_router
 from orgbill.billing.router import router as billing_router
 from orgbill.config import Settings, get_settings
+from orgbill.credits.admin_router import router as credits_admin_router
+from orgbill.credits.router import router as credits_router
 from orgbill.db import Database
 from orgbill.errors import error_response, register_error_handlers
 from orgbill.kit.logging import configure_logging
 from orgbill.middleware.access_log import AccessLogMiddleware
+from orgbill.middleware.ratelimit import RateLimitMiddleware
 from orgbill.middleware.request_id import RequestIdMiddleware
 from orgbill.organizations.router import router as organizations_router
 from orgbill.plans.catalog import load_catalog
 from orgbill.plans.router import router as plans_router
 from orgbill.plans.store import CatalogStore
+from orgbill.ratelimit.limiter import RateLimiter
 from orgbill.stripe_sync.admin_router import router as stripe_admin_router
 from orgbill.stripe_sync.client import StripeGateway
 from orgbill.stripe_sync.router import router as stripe_webhook_router
+from orgbill.usage.router import router as usage_router
 
 API_PREFIX = "/api/v1"
 _READY_TIMEOUT_SECONDS = 3.0
@@ -45,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.api_key_usage.drain()
+            if rate_limiter is not None:
+                await rate_limiter.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -54,8 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.catalog_store = CatalogStore(fallback_catalog)
+    catalog_store = CatalogStore(fallback_catalog)
+    app.state.catalog_store = catalog_store
     app.state.stripe = StripeGateway.from_settings(settings)
+    rate_limiter = RateLimiter.from_settings(settings) if settings.rate_limit_enabled else None
+    app.state.rate_limiter = rate_limiter
     register_error_handlers(app)
 
     for router in (
@@ -66,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         billing_router,
         stripe_webhook_router,
         stripe_admin_router,
+        usage_router,
+        credits_router,
+        credits_admin_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
 
@@ -83,7 +96,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return error_response(503, "unavailable", "Database unreachable")
         return {"status": "ready", "database": "ok"}
 
-    # Added last is outermost: request id wraps the access log, which wraps the app.
+    # Added last is outermost: request id wraps the access log, which wraps the rate limit,
+    # which wraps the app.
+    if rate_limiter is not None:
+
+        def public_rate() -> int:
+            # An anonymous caller gets the free plan's rate, per client IP.
+            rate = catalog_store.catalog.free.limits.get("api_rate_limit")
+            return rate if isinstance(rate, int) and not isinstance(rate, bool) else 1
+
+        app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, public_rate=public_rate)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

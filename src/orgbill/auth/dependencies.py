@@ -23,12 +23,22 @@ from orgbill.auth.principal import (
 )
 from orgbill.config import Settings
 from orgbill.entitlements.repository import PlanInputs
-from orgbill.errors import BadRequest, Forbidden, NotFound, OrgSuspended, Unauthorized
+from orgbill.entitlements.service import plan_for_access
+from orgbill.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    OrgSuspended,
+    RateLimited,
+    Unauthorized,
+)
 from orgbill.kit.context import request_context
 from orgbill.kit.crypto import constant_time_equals, hash_api_key, looks_like_api_key
 from orgbill.kit.routing import get_session
 from orgbill.kit.time import utcnow
 from orgbill.models import Organization, OrganizationStatus, Role
+from orgbill.ratelimit.context import rate_limit_state
+from orgbill.ratelimit.limiter import RateLimiter
 
 SESSION_COOKIE = "orgbill_session"
 CSRF_COOKIE = "orgbill_csrf"
@@ -182,11 +192,34 @@ async def _user_org_role(
     raise Forbidden("You are not a member of this organization")
 
 
-def _record_org(request: Request, access: OrgAccess) -> OrgAccess:
+async def _admit_org(request: Request, session: AsyncSession, access: OrgAccess) -> OrgAccess:
     context = request_context(request.scope)
     if context is not None:
         context.organization_id = str(access.organization.id)
+    await _charge_org_rate_limit(request, session, access)
     return access
+
+
+async def _charge_org_rate_limit(
+    request: Request, session: AsyncSession, access: OrgAccess
+) -> None:
+    """Takes a token from the org's bucket at its effective api_rate_limit. Lives here, not
+    in the middleware, because only now is the org (and its plan, prefetched with the
+    caller's identity: no extra query) known."""
+    state = rate_limit_state(request.scope)
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if state is None or limiter is None or state.decision is not None:
+        return
+    plan = await plan_for_access(session, access, request.app.state.catalog_store)
+    rate = plan.limit("api_rate_limit")
+    if not isinstance(rate, int) or isinstance(rate, bool):
+        return  # unlimited
+    state.decision = await limiter.hit(f"org:{access.organization.id}", rate)
+    if not state.decision.allowed:
+        raise RateLimited(
+            f"Rate limit of {rate} requests per second exceeded for this organization",
+            headers={"Retry-After": str(state.decision.retry_after)},
+        )
 
 
 def org_access(
@@ -195,14 +228,15 @@ def org_access(
     """For routes with ``{org_id}`` in the path."""
 
     async def dependency(org_id: uuid.UUID, request: Request) -> OrgAccess:
+        session = await get_session(request)
         access = await resolve_org_access(
-            await get_session(request),
+            session,
             await get_principal(request),
             org_id,
             roles=roles,
             allow_suspended=allow_suspended,
         )
-        return _record_org(request, access)
+        return await _admit_org(request, session, access)
 
     return dependency
 
@@ -225,13 +259,14 @@ def current_org_access(
         request: Request,
         x_organization_id: Annotated[str | None, Header(include_in_schema=True)] = None,
     ) -> OrgAccess:
+        session = await get_session(request)
         access = await resolve_org_access(
-            await get_session(request),
+            session,
             await get_principal(request),
             _parse_org_header(x_organization_id),
             roles=roles,
             allow_suspended=allow_suspended,
         )
-        return _record_org(request, access)
+        return await _admit_org(request, session, access)
 
     return dependency

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from orgbill.entitlements.repository import PlanInputs
+from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.models import Organization, Role, User
 
 
@@ -48,6 +49,8 @@ class OrgAccess:
     role: Role
     # Fetched in the same round trip as the caller's identity; None means "load on demand".
     plan_inputs: PlanInputs | None = None
+    # Memo of entitlements.service.plan_for_access for this request.
+    effective_plan: EffectivePlan | None = None
 
     @property
     def actor_user_id(self) -> uuid.UUID | None:

@@ -1,4 +1,4 @@
-"""One round trip for everything plan resolution needs about an organization.
+"""One round trip for everything plan resolution (and the profile) needs about an organization.
 
 Plain columns, not ORM entities: on the hot path, building entities costs more than the query.
 """
@@ -14,8 +14,9 @@ from sqlalchemy import Select, Uuid, bindparam, case, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from orgbill.credits.repository import BalanceState
 from orgbill.entitlements.resolver import ENTITLING_STATUSES, ContractInput, SubscriptionInput
-from orgbill.models import EnterpriseContract, PlanCatalog, Subscription
+from orgbill.models import CreditBalance, EnterpriseContract, PlanCatalog, Subscription
 from orgbill.plans.catalog import LimitValue, parse_limit
 from orgbill.plans.store import CATALOG_ROW_ID
 
@@ -25,6 +26,9 @@ class PlanInputs:
     contract: ContractInput | None
     subscription: SubscriptionInput | None
     catalog_revision: str | None
+    # The org's credit balance (None before its first credit movement): rides along so the
+    # profile's total_credits costs no extra round trip.
+    credit_balance: BalanceState | None = None
 
 
 _CONTRACT_COLUMNS = (
@@ -41,7 +45,7 @@ _SUBSCRIPTION_COLUMNS = (
     Subscription.current_period_start,
     Subscription.current_period_end,
 )
-PLAN_INPUT_WIDTH = len(_CONTRACT_COLUMNS) + len(_SUBSCRIPTION_COLUMNS) + 1
+_BALANCE_COLUMNS = (CreditBalance.balance, CreditBalance.monthly_granted_for)
 
 
 def current_subscription_id(org_id: Any) -> Any:
@@ -73,9 +77,12 @@ def catalog_revision_column() -> Any:
 def with_plan_inputs(stmt: Select[Any], org_id: Any) -> Select[Any]:
     """Appends the plan-input columns (read back with `plan_inputs_from_row`)."""
     return (
-        stmt.add_columns(*_CONTRACT_COLUMNS, *_SUBSCRIPTION_COLUMNS, catalog_revision_column())
+        stmt.add_columns(
+            *_CONTRACT_COLUMNS, *_SUBSCRIPTION_COLUMNS, catalog_revision_column(), *_BALANCE_COLUMNS
+        )
         .outerjoin(EnterpriseContract, EnterpriseContract.organization_id == org_id)
         .outerjoin(Subscription, Subscription.id == current_subscription_id(org_id))
+        .outerjoin(CreditBalance, CreditBalance.organization_id == org_id)
     )
 
 
@@ -85,7 +92,7 @@ def parse_overrides(owner: str, raw: dict[str, Any] | None) -> dict[str, LimitVa
 
 
 def plan_inputs_from_row(values: Sequence[Any]) -> PlanInputs:
-    """`values`: the trailing PLAN_INPUT_WIDTH columns of a row from `with_plan_inputs`."""
+    """`values`: the trailing columns of a row from `with_plan_inputs`, in its order."""
     contract_id, starts_at, ends_at, overrides, contract_plan = values[0:5]
     sub_id, status, sub_plan, period_start, period_end = values[5:10]
     contract = None
@@ -105,7 +112,13 @@ def plan_inputs_from_row(values: Sequence[Any]) -> PlanInputs:
             current_period_start=period_start,
             current_period_end=period_end,
         )
-    return PlanInputs(contract=contract, subscription=subscription, catalog_revision=values[10])
+    balance, granted_for = values[11:13]
+    return PlanInputs(
+        contract=contract,
+        subscription=subscription,
+        catalog_revision=values[10],
+        credit_balance=BalanceState(balance, granted_for) if balance is not None else None,
+    )
 
 
 _ORG_ID = bindparam("org_id", type_=Uuid())

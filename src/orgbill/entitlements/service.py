@@ -54,7 +54,10 @@ async def effective_plan(
 async def plan_for_access(
     session: AsyncSession, access: OrgAccess, store: CatalogStore, now: datetime | None = None
 ) -> EffectivePlan:
-    """The effective plan of the org a request acts on, reusing prefetched inputs."""
-    return await effective_plan(
-        session, access.organization, store, now or utcnow(), access.plan_inputs
-    )
+    """The effective plan of the org a request acts on, reusing prefetched inputs; resolved
+    once per request (the rate limiter and the route share it)."""
+    if access.effective_plan is None:
+        access.effective_plan = await effective_plan(
+            session, access.organization, store, now or utcnow(), access.plan_inputs
+        )
+    return access.effective_plan

@@ -3,6 +3,8 @@
 from orgbill.models.api_key import ApiKey
 from orgbill.models.audit_log import AuditLog
 from orgbill.models.base import Base
+from orgbill.models.credit_balance import CreditBalance
+from orgbill.models.credit_ledger_entry import CreditEntryKind, CreditLedgerEntry
 from orgbill.models.enterprise_contract import EnterpriseContract
 from orgbill.models.invoice import Invoice
 from orgbill.models.membership import Membership, Role
@@ -10,12 +12,17 @@ from orgbill.models.organization import Organization, OrganizationStatus
 from orgbill.models.plan import Plan, PlanCatalog
 from orgbill.models.stripe_event import StripeEvent, StripeEventStatus
 from orgbill.models.subscription import Subscription
+from orgbill.models.usage_event import UsageEvent
+from orgbill.models.usage_total import UsageTotal
 from orgbill.models.user import User
 
 __all__ = [
     "ApiKey",
     "AuditLog",
     "Base",
+    "CreditBalance",
+    "CreditEntryKind",
+    "CreditLedgerEntry",
     "EnterpriseContract",
     "Invoice",
     "Membership",
@@ -27,5 +34,7 @@ __all__ = [
     "StripeEvent",
     "StripeEventStatus",
     "Subscription",
+    "UsageEvent",
+    "UsageTotal",
     "User",
 ]

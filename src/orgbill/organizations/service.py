@@ -17,6 +17,8 @@ from orgbill.auth.principal import (
     UserPrincipal,
 )
 from orgbill.config import Settings
+from orgbill.credits import repository as credits_repository
+from orgbill.credits import service as credits
 from orgbill.entitlements import service as entitlements
 from orgbill.entitlements.repository import PlanInputs, load_plan_inputs
 from orgbill.entitlements.resolver import EffectivePlan
@@ -242,9 +244,17 @@ def profile_schema(
 async def get_profile(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.OrganizationProfile:
-    plan = await entitlements.plan_for_access(session, access, store)
-    # The credit ledger arrives with the usage issue; until then no credits exist.
-    return profile_schema(access.organization, plan, Decimal(0))
+    now = utcnow()
+    plan = await entitlements.plan_for_access(session, access, store, now)
+    # The balance row came with the caller's identity (same round trip); reads never write,
+    # so this period's monthly grant shows even before a credit movement records it.
+    balance = (
+        access.plan_inputs.credit_balance
+        if access.plan_inputs is not None
+        else await credits_repository.get_balance(session, access.organization.id)
+    )
+    total_credits, _ = credits.displayed_balance(balance, plan, now)
+    return profile_schema(access.organization, plan, total_credits)
 
 
 async def update_organization(

@@ -1,0 +1,205 @@
+"""The credit ledger: grants, consumption, purchases and expiry as append-only entries whose
+sum is the balance. The balance row moves in the same transaction as each entry, only
+through conditional atomic statements, so the two cannot diverge and it never goes below
+zero. The plan's monthly credits are granted lazily, once per billing period, by the first
+credit movement of that period (no job)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgbill.admin import audit
+from orgbill.auth.principal import OrgAccess
+from orgbill.credits import repository, schemas
+from orgbill.credits.repository import BalanceState
+from orgbill.entitlements.resolver import EffectivePlan
+from orgbill.errors import Conflict, InsufficientCredits, LimitExceeded
+from orgbill.kit.pagination import PageParams, build_page
+from orgbill.kit.time import isoformat_z
+from orgbill.models import CreditBalance, CreditEntryKind, Organization
+from orgbill.usage.periods import Period, billing_period
+
+
+def _count_limit(plan: EffectivePlan, name: str) -> int | None:
+    value = plan.limits[name].value if name in plan.limits else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def monthly_grant_amount(plan: EffectivePlan, balance: Decimal) -> Decimal:
+    """The plan's monthly credits, capped so the balance never passes max_credits."""
+    monthly = Decimal(_count_limit(plan, "monthly_credits") or 0)
+    cap = _count_limit(plan, "max_credits")
+    if cap is None:
+        return monthly
+    return max(Decimal(0), min(monthly, Decimal(cap) - balance))
+
+
+def _grant_is_due(state: BalanceState | None, period: Period) -> bool:
+    return state is None or state.monthly_granted_for != period.start
+
+
+def displayed_balance(
+    state: CreditBalance | BalanceState | None, plan: EffectivePlan, now: datetime
+) -> tuple[Decimal, Decimal]:
+    """(total_credits, the part of it that is this period's not-yet-written monthly grant).
+    Pure, so the profile read can show it without writing."""
+    balance = state.balance if state is not None else Decimal(0)
+    snapshot = BalanceState(balance, state.monthly_granted_for) if state is not None else None
+    pending = (
+        monthly_grant_amount(plan, balance)
+        if _grant_is_due(snapshot, billing_period(plan, now))
+        else Decimal(0)
+    )
+    return balance + pending, pending
+
+
+async def ensure_monthly_grant(
+    session: AsyncSession, org_id: uuid.UUID, plan: EffectivePlan, now: datetime
+) -> None:
+    period = billing_period(plan, now)
+    if not _grant_is_due(await repository.get_balance(session, org_id), period):
+        return
+    locked = await repository.lock_balance(session, org_id, now)
+    if not _grant_is_due(locked, period):  # a concurrent request granted it while we waited
+        return
+    amount = monthly_grant_amount(plan, locked.balance)
+    # The key makes "once per org and period" a database guarantee, not just this check's.
+    inserted = await repository.insert_entry(
+        session,
+        org_id,
+        CreditEntryKind.GRANT,
+        amount,
+        now,
+        idempotency_key=f"monthly-credits:{isoformat_z(period.start)}",
+        reason=f"Monthly credits of the {plan.plan.name} plan for the period from "
+        f"{isoformat_z(period.start)}",
+    )
+    if inserted is not None and amount > 0:
+        await repository.credit_balance(session, org_id, amount, now, ceiling=None)
+    await repository.mark_monthly_granted(session, org_id, period.start, now)
+
+
+async def consume(
+    session: AsyncSession,
+    access: OrgAccess,
+    plan: EffectivePlan,
+    body: schemas.CreditConsume,
+    now: datetime,
+) -> Decimal:
+    org_id = access.organization.id
+    await ensure_monthly_grant(session, org_id, plan, now)
+    entry_id = await repository.insert_entry(
+        session,
+        org_id,
+        CreditEntryKind.CONSUME,
+        -body.amount,
+        now,
+        idempotency_key=body.idempotency_key,
+        reason=body.reason,
+        actor_user_id=access.actor_user_id,
+    )
+    if entry_id is None:
+        return await _replayed_consume(session, org_id, body)
+    new_balance = await repository.debit_balance(session, org_id, body.amount, now)
+    if new_balance is None:
+        state = await repository.get_balance(session, org_id)
+        available = state.balance if state else Decimal(0)
+        # Raising rolls back the entry above: a refused consume leaves no trace and its key
+        # stays free for a retry.
+        raise InsufficientCredits(
+            f"Not enough credits: {available} available, {body.amount} requested",
+            details={"available": str(available), "requested": str(body.amount)},
+        )
+    return new_balance
+
+
+async def _replayed_consume(
+    session: AsyncSession, org_id: uuid.UUID, body: schemas.CreditConsume
+) -> Decimal:
+    """A repeated key answers with the current balance and changes nothing, unless it is
+    being reused for a different consumption (Stripe's rule: that is an error)."""
+    original = await repository.get_entry_by_key(session, org_id, body.idempotency_key)
+    if (
+        original is None
+        or original.kind != CreditEntryKind.CONSUME
+        or (-original.amount != body.amount)
+    ):
+        raise Conflict("This idempotency key was already used for a different operation")
+    state = await repository.get_balance(session, org_id)
+    return state.balance if state else Decimal(0)
+
+
+async def grant(
+    session: AsyncSession,
+    org: Organization,
+    plan: EffectivePlan,
+    body: schemas.CreditGrant,
+    actor_user_id: uuid.UUID,
+    now: datetime,
+) -> schemas.CreditGranted:
+    """An admin grant, capped by the plan's max_credits; audited in the same transaction."""
+    await ensure_monthly_grant(session, org.id, plan, now)
+    cap = _count_limit(plan, "max_credits")
+    new_balance = await repository.credit_balance(
+        session, org.id, body.amount, now, ceiling=Decimal(cap) if cap is not None else None
+    )
+    if new_balance is None:
+        state = await repository.get_balance(session, org.id)
+        balance = state.balance if state else Decimal(0)
+        raise LimitExceeded(
+            f"The {plan.plan.name} plan caps credits at {cap}; the balance is {balance}",
+            details={"limit": "max_credits", "value": cap, "balance": str(balance)},
+        )
+    entry_id = await repository.insert_entry(
+        session,
+        org.id,
+        CreditEntryKind.GRANT,
+        body.amount,
+        now,
+        reason=body.reason,
+        actor_user_id=actor_user_id,
+    )
+    assert entry_id is not None  # no idempotency key, so nothing can conflict
+    await audit.record(
+        session,
+        actor_user_id=actor_user_id,
+        action="credits.grant",
+        organization_id=org.id,
+        details={"amount": str(body.amount), "reason": body.reason, "entry_id": str(entry_id)},
+    )
+    entry = schemas.CreditEntry(
+        id=entry_id,
+        kind=CreditEntryKind.GRANT,
+        amount=body.amount,
+        idempotency_key=None,
+        reason=body.reason,
+        actor_user_id=actor_user_id,
+        created_at=now,
+    )
+    return schemas.CreditGranted(entry=entry, total_credits=new_balance)
+
+
+async def overview(
+    session: AsyncSession,
+    access: OrgAccess,
+    plan: EffectivePlan,
+    params: PageParams,
+    now: datetime,
+) -> schemas.Credits:
+    org_id = access.organization.id
+    total, pending = displayed_balance(await repository.get_balance(session, org_id), plan, now)
+    rows = await repository.list_entries(session, org_id, params)
+    page, cursor = build_page(rows, params)
+    extra_price = plan.limits["extra_credit_price"].value
+    return schemas.Credits(
+        total_credits=total,
+        max_credits=_count_limit(plan, "max_credits"),
+        extra_credit_price=extra_price if isinstance(extra_price, Decimal) else Decimal(0),
+        pending_monthly_grant=pending,
+        ledger=[schemas.CreditEntry.model_validate(row) for row in page],
+        next_cursor=cursor,
+    )

@@ -1,0 +1,76 @@
+"""Billing periods, derived rather than stored: counters key their totals by the start of
+the period an event falls in, so a new period simply starts at zero (no reset job).
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from orgbill.entitlements.resolver import EffectivePlan
+from orgbill.kit.time import as_utc
+
+# Gauges are levels, not per-period sums: they keep one total under this fixed "period".
+GAUGE_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CALENDAR_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Half-open [start, end): an event exactly at `end` belongs to the next period."""
+
+    start: datetime
+    end: datetime
+
+    def contains(self, at: datetime) -> bool:
+        return self.start <= at < self.end
+
+
+def add_months(anchor: datetime, months: int) -> datetime:
+    """Stripe's rule: same day of month as the anchor, clamped to the month's last day
+    (an anchor on Jan 31 gives Feb 28/29, then Mar 31)."""
+    month_index = anchor.month - 1 + months
+    year, month = anchor.year + month_index // 12, month_index % 12 + 1
+    day = min(anchor.day, calendar.monthrange(year, month)[1])
+    return anchor.replace(year=year, month=month, day=day)
+
+
+def _months_between(start: datetime, end: datetime) -> int:
+    months = (end.year - start.year) * 12 + end.month - start.month
+    return max(1, months)
+
+
+def period_from_anchor(anchor: datetime, months: int, at: datetime) -> Period:
+    """The period of `months` months, counted from `anchor`, that contains `at`."""
+    anchor, at = as_utc(anchor), as_utc(at)
+    # Estimate the index from the calendar distance, then correct for day/time of month.
+    index = ((at.year - anchor.year) * 12 + at.month - anchor.month) // months
+    start = add_months(anchor, index * months)
+    while start > at:
+        index -= 1
+        start = add_months(anchor, index * months)
+    while (end := add_months(anchor, (index + 1) * months)) <= at:
+        index += 1
+        start = end
+    return Period(start, end)
+
+
+def billing_period(plan: EffectivePlan, at: datetime) -> Period:
+    """The period containing `at`: the Stripe subscription's own period when one applies
+    (stepped by its length when `at` lies outside it, e.g. before the renewal webhook
+    arrived), the enterprise contract's monthly anniversary, else the UTC calendar month."""
+    at = as_utc(at)
+    if plan.source == "stripe" and plan.period_start and plan.period_end:
+        stripe_period = Period(as_utc(plan.period_start), as_utc(plan.period_end))
+        if stripe_period.contains(at):
+            return stripe_period
+        months = _months_between(stripe_period.start, stripe_period.end)
+        # The next period starts exactly where this one ends (a short trial period too).
+        anchor = stripe_period.end if at >= stripe_period.end else stripe_period.start
+        return period_from_anchor(anchor, months, at)
+    if plan.source == "enterprise" and plan.contract_starts_at is not None:
+        return period_from_anchor(plan.contract_starts_at, 1, at)
+    return period_from_anchor(_CALENDAR_ANCHOR, 1, at)

@@ -1,0 +1,95 @@
+"""SQL for usage events and their running totals. Every statement is scoped to one org."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orgbill.kit.sql import upsert_insert
+from orgbill.models import UsageEvent, UsageTotal
+
+
+async def insert_events(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> list[tuple[str, datetime, int]]:
+    """Inserts the batch in one statement; events whose (org, idempotency key) already exists
+    are skipped by the unique constraint. Returns (metric, period_start, quantity) of the
+    rows actually inserted."""
+    table = UsageEvent.__table__
+    stmt = (
+        upsert_insert(session, table)
+        .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
+        .returning(table.c.metric, table.c.period_start, table.c.quantity)
+    )
+    # Core executemany on one cached statement: SQLAlchemy batches the rows into multi-row
+    # INSERTs itself ("insertmanyvalues"). Building a fresh VALUES clause per batch instead
+    # spends most of the request compiling SQL.
+    connection = await session.connection()
+    result = await connection.execute(stmt, list(rows))
+    return [(row[0], row[1], row[2]) for row in result.all()]
+
+
+async def add_to_total(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    metric: str,
+    period_start: datetime,
+    delta: int,
+    now: datetime,
+    *,
+    ceiling: int | None,
+) -> int | None:
+    """Adds a non-negative `delta` in one atomic upsert; with a `ceiling`, only if the new
+    total stays within it. The row lock the upsert takes makes the check exact under any
+    concurrency. Returns the new total, or None when the ceiling refused it."""
+    if ceiling is not None and delta > ceiling:
+        return None
+    insert = upsert_insert(session, UsageTotal).values(
+        organization_id=org_id, metric=metric, period_start=period_start, used=delta, updated_at=now
+    )
+    new_total = UsageTotal.used + insert.excluded.used
+    stmt = insert.on_conflict_do_update(
+        index_elements=["organization_id", "metric", "period_start"],
+        set_={"used": new_total, "updated_at": insert.excluded.updated_at},
+        where=(new_total <= ceiling) if ceiling is not None else None,
+    ).returning(UsageTotal.used)
+    return await session.scalar(stmt)
+
+
+async def subtract_from_total(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    metric: str,
+    period_start: datetime,
+    amount: int,
+    now: datetime,
+) -> int | None:
+    """Lowers a gauge by `amount` only if it stays at or above zero (a missing row is a
+    level of zero, so it refuses). Returns the new level, or None when refused."""
+    stmt = (
+        update(UsageTotal)
+        .where(
+            UsageTotal.organization_id == org_id,
+            UsageTotal.metric == metric,
+            UsageTotal.period_start == period_start,
+            UsageTotal.used >= amount,
+        )
+        .values(used=UsageTotal.used - amount, updated_at=now)
+        .returning(UsageTotal.used)
+    )
+    return await session.scalar(stmt)
+
+
+async def totals(
+    session: AsyncSession, org_id: uuid.UUID, period_starts: Sequence[datetime]
+) -> dict[tuple[str, datetime], int]:
+    """(metric, period_start) → total, for the given periods only (one indexed range)."""
+    stmt = select(UsageTotal.metric, UsageTotal.period_start, UsageTotal.used).where(
+        UsageTotal.organization_id == org_id, UsageTotal.period_start.in_(list(period_starts))
+    )
+    return {(row[0], row[1]): row[2] for row in (await session.execute(stmt)).all()}

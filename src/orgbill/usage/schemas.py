@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StrictInt
+
+from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
+
+# Bounds on one event. Anything outside is almost certainly a client bug (a byte count sent
+# as a message count, a sign error), and accepting it would blow through a quota at once.
+MAX_EVENT_QUANTITY = 1_000_000
+MAX_EVENTS_PER_BATCH = 1000
+
+
+class UsageEventIn(RequestSchema):
+    metric: Annotated[str, Field(min_length=1, max_length=64)]
+    # Strict: 1.5, "3" and true are refused rather than coerced.
+    quantity: Annotated[StrictInt, Field(ge=-MAX_EVENT_QUANTITY, le=MAX_EVENT_QUANTITY)]
+    idempotency_key: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+    timestamp: datetime | None = None
+
+
+class UsageEventBatch(RequestSchema):
+    # The 1000-event ceiling is checked by the service so that it answers 400, as documented.
+    events: Annotated[list[UsageEventIn], Field(min_length=1)]
+
+
+class UsageWarning(Schema):
+    type: str
+    message: str
+    severity: Literal["warning", "critical"]
+
+
+class UsageEventsRecorded(Schema):
+    accepted: int
+    duplicates: int
+    warnings: list[UsageWarning] = []
+
+
+class MetricUsage(Schema):
+    current: int
+    limit: int | None  # null: unlimited
+    percentage: float | None  # null when unlimited
+
+
+class Usage(Schema):
+    """Seed 001 shape: one key per metric ({current, limit, percentage}) beside these."""
+
+    model_config = ConfigDict(extra="allow")
+
+    plan: str
+    period_start: UTCDatetime
+    period_end: UTCDatetime
+    warnings: list[UsageWarning]

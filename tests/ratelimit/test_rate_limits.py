@@ -1,0 +1,155 @@
+"""Rate limits through the app: headers on every response, 429 per org and per IP, Redis
+shared between two real servers, and in-process fallback when Redis is down."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from orgbill.config import Settings
+from tests.fixtures.app import running_app
+from tests.fixtures.databases import REDIS_ENV
+from tests.fixtures.factories import (
+    API,
+    OrgHandle,
+    assert_error,
+    create_org,
+    create_superadmin_user,
+)
+from tests.fixtures.server import serve
+from tests.fixtures.tcpproxy import free_port
+
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+@asynccontextmanager
+async def limited_client(
+    settings: Settings, **overrides: object
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with the limiter on, seen from a client IP of its own (its own IP bucket)."""
+    limited = settings.model_copy(update={"rate_limit_enabled": True, **overrides})
+    ip = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
+    async with running_app(limited) as app:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(ip, 4321))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def set_rate_limit(
+    client: httpx.AsyncClient, settings: Settings, org: OrgHandle, rate: int
+) -> None:
+    admin = await create_superadmin_user(client, settings)
+    response = await client.patch(
+        f"{API}/admin/organizations/{org.id}", json={"rate_limit": rate}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_org_bucket_refuses_past_its_rate_with_retry_after(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    org, other = await create_org(client), await create_org(client)
+    await set_rate_limit(client, settings, org, 2)
+    async with limited_client(settings) as limited:
+        profile = f"{API}/organizations/profile/{org.id}"
+        first = await limited.get(profile, headers=org.key_headers)
+        assert first.status_code == 200
+        assert first.headers["x-ratelimit-limit"] == "2"
+        assert first.headers["x-ratelimit-remaining"] == "1"
+        assert first.headers["x-ratelimit-reset"].endswith("Z")
+        assert (await limited.get(profile, headers=org.key_headers)).status_code == 200
+        refused = await limited.get(f"{API}/usage", headers=org.key_headers)
+        assert_error(refused, 429, "rate_limited")
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["x-ratelimit-remaining"] == "0"
+        # Another org has its own bucket, at its plan's rate (free: 5/s).
+        fine = await limited.get(
+            f"{API}/organizations/profile/{other.id}", headers=other.key_headers
+        )
+        assert fine.status_code == 200 and fine.headers["x-ratelimit-limit"] == "5"
+
+
+async def test_every_response_carries_rate_limit_headers_and_public_calls_are_per_ip(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    org = await create_org(client)
+    async with limited_client(settings) as limited:
+        responses = [
+            await limited.get(f"{API}/organizations/profile/{org.id}", headers=org.key_headers),
+            await limited.get(f"{API}/me", headers=org.owner.headers),
+            await limited.get(f"{API}/organization", headers={"X-Api-Key": "ob_" + "x" * 40}),
+        ]
+        public = [await limited.get("/healthz") for _ in range(5)]
+        public.append(await limited.get("/no-such-route"))
+        for response in responses + public:
+            assert all(h in response.headers for h in RATE_HEADERS), response.headers
+        assert [r.status_code for r in public] == [200] * 5 + [429]
+        error = assert_error(public[-1], 429, "rate_limited")
+        assert "5 requests per second" in error["message"]
+        assert public[-1].headers["retry-after"] == "1"
+        # Credentials that reach an org are limited per org, not by the exhausted IP bucket.
+        assert (
+            await limited.get(f"{API}/organizations/profile/{org.id}", headers=org.key_headers)
+        ).status_code == 200
+
+
+async def test_unreachable_redis_falls_back_to_in_process_limits_and_logs_it(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    org = await create_org(client)
+    await set_rate_limit(client, settings, org, 2)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("orgbill.ratelimit")
+    logger.addHandler(handler)
+    try:
+        closed_port = f"redis://127.0.0.1:{free_port()}/0"
+        async with limited_client(settings, redis_url=closed_port) as limited:
+            profile = f"{API}/organizations/profile/{org.id}"
+            statuses = [
+                (await limited.get(profile, headers=org.key_headers)).status_code for _ in range(3)
+            ]
+    finally:
+        logger.removeHandler(handler)
+    assert statuses == [200, 200, 429]
+    assert any("redis unreachable" in r.getMessage() for r in records)
+
+
+async def test_two_servers_share_one_limit_through_redis(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    redis_url = os.environ.get(REDIS_ENV)
+    if not redis_url:
+        pytest.skip(f"{REDIS_ENV} is not set: the shared (Redis) rate limit is not tested")
+    org = await create_org(client)
+    await set_rate_limit(client, settings, org, 3)
+    shared = settings.model_copy(
+        update={
+            "rate_limit_enabled": True,
+            "redis_url": redis_url,
+            "rate_limit_key_prefix": f"orgbill-test-{secrets.token_hex(6)}:",
+        }
+    )
+    profile = f"{API}/organizations/profile/{org.id}"
+    with serve(shared) as first_url, serve(shared) as second_url:
+        async with httpx.AsyncClient(timeout=10) as http:
+            for url in (first_url, second_url):  # warm both (connections, Lua script)
+                assert (await http.get(f"{url}/healthz")).status_code == 200
+            statuses = []
+            for index in range(8):
+                url = first_url if index % 2 == 0 else second_url
+                statuses.append(
+                    (await http.get(url + profile, headers=org.key_headers)).status_code
+                )
+    # Two separate in-process limits would allow 6; one shared bucket allows 3 (plus at most
+    # one token refilled while the requests ran).
+    assert statuses[:3] == [200, 200, 200], statuses
+    assert 3 <= statuses.count(200) <= 4, statuses
+    assert statuses.count(429) >= 4
