@@ -223,3 +223,29 @@ async def test_member_limit_follows_the_effective_plan(
     )
     await insert_subscription(settings, org.id, status="active", plan_code="pro")
     assert (await client.post(members_url, json=body, headers=org.owner.headers)).status_code == 201
+
+
+async def test_current_plan_usage_and_subscription_quota_headers_follow_usage_events(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    org = await create_org(client)
+    await insert_subscription(settings, org.id, status="active", plan_code="pro")
+    recorded = await client.post(
+        f"{API}/usage/events",
+        json={"events": [{"metric": "turns", "quantity": 7}, {"metric": "agents", "quantity": 2}]},
+        headers=org.key_headers,
+    )
+    assert recorded.status_code == 200, recorded.text
+    current = (await client.get(f"{API}/plans/current", headers=org.key_headers)).json()
+    assert current["usage"]["turns"]["current"] == 7
+    assert (
+        current["usage"]["turns"]["limit"]
+        == current["plan_details"]["limits"]["max_turns_per_period"]
+    )
+    assert current["usage"]["agents"] == {"current": 2, "limit": 10, "percentage": 20.0}
+    assert current["usage"]["period_end"]
+    subscription = await client.get(f"{API}/billing/subscription", headers=org.key_headers)
+    assert subscription.status_code == 200
+    assert subscription.headers["x-quota-turns-used"] == "7"
+    assert subscription.headers["x-quota-agents-limit"] == "10"
+    assert subscription.headers["x-quota-reset"] == current["usage"]["period_end"]

@@ -24,10 +24,11 @@ Paging = Annotated[PageParams, Depends(page_params)]
 
 @router.get("/subscription")
 async def get_subscription(
-    access: BillingRead, session: SessionDep, response: Response
+    access: BillingRead, session: SessionDep, store: CatalogStoreDep, response: Response
 ) -> schemas.BillingSubscription:
-    # Seam for the usage issue: the quota headers (X-Quota-*, seed 004) go on `response` here.
-    return await service.get_subscription(session, access)
+    subscription = await service.get_subscription(session, access)
+    response.headers.update(await service.quota_headers(session, access, store))
+    return subscription
 
 
 @router.get("/invoices")

@@ -7,15 +7,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgbill.auth.principal import OrgAccess
 from orgbill.billing import schemas
 from orgbill.entitlements.repository import load_plan_inputs
+from orgbill.entitlements.service import plan_for_access
 from orgbill.errors import BadRequest, NotFound, Unavailable
 from orgbill.kit.context import current_request_id
 from orgbill.kit.pagination import PageParams, build_page
+from orgbill.kit.time import utcnow
 from orgbill.models import Invoice, Subscription
 from orgbill.organizations import repository as org_repository
 from orgbill.organizations import service as org_service
 from orgbill.plans.store import CatalogStore
 from orgbill.stripe_sync import repository as stripe_repository
 from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable, idempotency_key
+from orgbill.usage import service as usage_service
 
 
 def subscription_schema(subscription: Subscription) -> schemas.BillingSubscription:
@@ -60,6 +63,16 @@ async def get_subscription(session: AsyncSession, access: OrgAccess) -> schemas.
     if subscription is None:
         raise NotFound("This organization has no subscription")
     return subscription_schema(subscription)
+
+
+async def quota_headers(
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
+) -> dict[str, str]:
+    """Seed 004: the period's quota headers ride on the subscription read."""
+    now = utcnow()
+    plan = await plan_for_access(session, access, store, now)
+    report = await usage_service.usage_report(session, access, plan, store, now)
+    return usage_service.quota_headers(report)
 
 
 async def list_invoices(

@@ -29,6 +29,7 @@ from orgbill.plans.catalog import (
     parse_catalog,
 )
 from orgbill.plans.store import CATALOG_ROW_ID, CatalogStore
+from orgbill.usage import service as usage_service
 
 
 @dataclass
@@ -156,8 +157,10 @@ async def list_plans(session: AsyncSession, store: CatalogStore) -> schemas.Plan
 async def current_plan(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.CurrentPlan:
-    plan = await entitlements.plan_for_access(session, access, store)
+    now = utcnow()
+    plan = await entitlements.plan_for_access(session, access, store, now)
     catalog = store.catalog
+    usage = await usage_service.usage_report(session, access, plan, store, now)
     limits = limits_json(plan.limit_values)
     # seed 001 names the member limit max_team_members; both names are kept.
     limits["max_team_members"] = limits.get("max_members")
@@ -175,7 +178,7 @@ async def current_plan(
         current_plan=plan.plan.code,
         plan_source=plan.source,
         plan_details=details,
-        usage={},
+        usage=usage.as_schema().model_dump(mode="json"),
         all_plans={p.code: plan_out(p) for p in ranked},
     )
 
