@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from orgbill.config import Settings
-from orgbill.db import Database
+from orgbill.db import normalize_database_url
 from orgbill.models import Organization
 
 
@@ -30,17 +30,18 @@ def bare_json() -> FastAPI:
 
 
 def one_select() -> FastAPI:
-    """One primary-key SELECT through SQLAlchemy on the same database, per request."""
-    settings = Settings(
-        database_url=os.environ["BENCH_DATABASE_URL"],
-        database_schema=os.environ.get("BENCH_DATABASE_SCHEMA") or None,
-    )
-    database = Database.from_settings(settings)
+    """One primary-key SELECT per request through SQLAlchemy as its documentation shows it
+    (default engine, pool and session), on the same database."""
+    url = normalize_database_url(os.environ["BENCH_DATABASE_URL"])
+    schema = os.environ.get("BENCH_DATABASE_SCHEMA")
+    connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+    engine = create_async_engine(url, connect_args=connect_args)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
     app = FastAPI()
 
     @app.get("/profile/{org_id}")
     async def profile(org_id: uuid.UUID) -> Response:
-        async with database.reader() as session:
+        async with sessions() as session:
             org = await session.scalar(select(Organization).where(Organization.id == org_id))
         assert org is not None
         return Response(

@@ -13,17 +13,22 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import update
 
 from orgbill import migrate
 from orgbill.cli import seed_demo, sync_plans
 from orgbill.config import Settings
+from orgbill.db import Database
+from orgbill.models import Organization
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH_RATE_LIMIT = 1_000_000
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 BENCH_SECRETS = {
     "ORGBILL_JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789",
@@ -100,9 +105,27 @@ def bench_databases() -> Iterator[list[BenchDatabase]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def _raise_rate_limit(db: BenchDatabase, org_id: str) -> None:
+    database = Database.from_settings(db.settings())
+    try:
+        async with database.session(writes=True) as session:
+            await session.execute(
+                update(Organization)
+                .where(Organization.id == uuid.UUID(org_id))
+                .values(rate_limit=BENCH_RATE_LIMIT)
+            )
+            await session.commit()
+    finally:
+        await database.dispose()
+
+
 def seed_org(db: BenchDatabase) -> tuple[str, str]:
+    """A demo org whose rate limit (an admin override) is far above what the load reaches:
+    the limiter runs on every request but never refuses one."""
     demo = asyncio.run(seed_demo(db.settings()))
-    return demo["organization"]["id"], demo["api_key"]
+    org_id = demo["organization"]["id"]
+    asyncio.run(_raise_rate_limit(db, org_id))
+    return org_id, demo["api_key"]
 
 
 def free_port() -> int:

@@ -51,38 +51,63 @@ def _begin_sqlite(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def _read_only_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
+    """The writer engine, or (read_only) the one safe-method requests use: autocommit, so a
+    read costs one round trip instead of BEGIN + query + COMMIT, and refused by the database
+    if anything tries to write through it."""
     url = normalize_database_url(settings.database_url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        kwargs.update(pool_size=5, max_overflow=10)
+        # Each aiosqlite connection is a thread; readers proceed in parallel under WAL.
+        kwargs.update(pool_size=16 if read_only else 5, max_overflow=16)
     else:
-        kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
-        connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+        # Sized so a busy worker reuses connections instead of churning overflow ones.
+        kwargs.update(pool_size=32 if read_only else 10, max_overflow=16, pool_recycle=1800)
+        server_settings: dict[str, str] = {}
         if settings.database_schema:
-            connect_args["server_settings"] = {"search_path": settings.database_schema}
-        kwargs["connect_args"] = connect_args
+            server_settings["search_path"] = settings.database_schema
+        if read_only:
+            server_settings["default_transaction_read_only"] = "on"
+        kwargs["connect_args"] = {
+            "timeout": 5,
+            "command_timeout": 30,
+            "server_settings": server_settings,
+        }
+    if read_only:
+        kwargs["isolation_level"] = "AUTOCOMMIT"
     # hide_parameters: bound values (key hashes, emails) never reach logs or error text.
     engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _connect_sqlite)
-        event.listen(engine.sync_engine, "begin", _begin_sqlite)
+        if read_only:
+            event.listen(engine.sync_engine, "connect", _read_only_sqlite)
+        else:
+            event.listen(engine.sync_engine, "begin", _begin_sqlite)
     return engine
 
 
 @dataclass(slots=True)
 class Database:
     engine: AsyncEngine
+    read_engine: AsyncEngine
     reader: async_sessionmaker[AsyncSession]
     writer: async_sessionmaker[AsyncSession]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         engine = create_engine(settings)
+        read_engine = create_engine(settings, read_only=True)
         writer_engine = engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         return cls(
             engine=engine,
-            reader=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
+            read_engine=read_engine,
+            reader=async_sessionmaker(read_engine, expire_on_commit=False, autoflush=False),
             writer=async_sessionmaker(writer_engine, expire_on_commit=False, autoflush=False),
         )
 
@@ -91,3 +116,4 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        await self.read_engine.dispose()

@@ -38,7 +38,8 @@ class TransactionalRoute(APIRoute):
             try:
                 response = await handler(request)
                 session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
-                if session is not None:
+                # Safe methods read through the autocommit, read-only engine: nothing to commit.
+                if session is not None and request.method not in _SAFE_METHODS:
                     await session.commit()
                 return response
             except BaseException:
