@@ -23,6 +23,7 @@ from tests.fixtures.factories import (
     create_superadmin_user,
 )
 from tests.fixtures.server import serve
+from tests.fixtures.stripe import deliver, subscription_event
 from tests.fixtures.tcpproxy import free_port
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
@@ -153,3 +154,25 @@ async def test_two_servers_share_one_limit_through_redis(
     assert statuses[:3] == [200, 200, 200], statuses
     assert 3 <= statuses.count(200) <= 4, statuses
     assert statuses.count(429) >= 4
+
+
+async def test_signed_stripe_webhooks_are_not_charged_to_the_public_ip_bucket(
+    settings: Settings,
+) -> None:
+    # The public rate is 5/s; Stripe delivers bursts from a few IPs and never sends a key.
+    async with limited_client(settings) as limited:
+        statuses = []
+        for n in range(12):
+            payload = subscription_event(
+                "customer.subscription.updated",
+                sub_id=f"sub_burst_{secrets.token_hex(4)}",
+                customer=f"cus_burst_{n}",
+                status="active",
+                created=1_800_000_000 + n,
+            )
+            response = await deliver(limited, payload)
+            statuses.append(response.status_code)
+            assert all(h in response.headers for h in RATE_HEADERS)
+        assert statuses == [200] * 12
+        public = [(await limited.get(f"{API}/plans")).status_code for _ in range(12)]
+        assert 429 in public  # while unsigned public calls from that IP are limited

@@ -19,7 +19,9 @@ from orgbill.kit.time import utcnow
 from orgbill.ratelimit.context import attach_state
 from orgbill.ratelimit.limiter import RateLimiter
 
-_CREDENTIAL_HEADERS = frozenset({b"x-api-key", b"authorization"})
+# A Stripe-Signature is the webhook's credential: Stripe delivers bursts from few IPs, and a
+# refused webhook only comes back later, so it is not charged to the public per-IP bucket.
+_CREDENTIAL_HEADERS = frozenset({b"x-api-key", b"authorization", b"stripe-signature"})
 _SESSION_COOKIE = b"orgbill_session="
 
 
