@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -21,9 +21,11 @@ from orgbill.models import (
     Invoice,
     Organization,
     OrganizationStatus,
+    PlanCatalog,
     StripeEvent,
     Subscription,
 )
+from orgbill.plans.store import CATALOG_ROW_ID
 
 
 def _insert(session: AsyncSession, model: Any) -> Any:
@@ -34,15 +36,80 @@ def _insert(session: AsyncSession, model: Any) -> Any:
 # Inbox
 
 
-async def insert_event(session: AsyncSession, values: dict[str, Any]) -> StripeEvent | None:
-    """The new inbox row, or None when the event id is already there."""
+def _catalog_revision() -> Any:
+    # As literal SQL: SQLAlchemy cannot cache an INSERT whose RETURNING holds a subquery
+    # object, and this statement runs for every webhook.
+    table = PlanCatalog.__table__
+    return literal_column(
+        f"(SELECT {table.c.content_hash.name} FROM {table.name} WHERE id = {CATALOG_ROW_ID})"  # noqa: S608 (constants only)
+    ).label("catalog_revision")
+
+
+_EVENT_COLUMNS = (
+    "id",
+    "stripe_event_id",
+    "type",
+    "api_version",
+    "object_id",
+    "event_created_at",
+    "payload",
+    "status",
+    "attempts",
+    "created_at",
+)
+
+
+def _receive_statement(insert: Any) -> Any:
+    table = StripeEvent.__table__
+    return (
+        insert(table)
+        .values({name: bindparam(name, type_=table.c[name].type) for name in _EVENT_COLUMNS})
+        .on_conflict_do_nothing(index_elements=[table.c.stripe_event_id])
+        .returning(table.c.id, _catalog_revision())
+    )
+
+
+# Built once per dialect: this runs for every webhook, and compiling it each time cost more
+# than executing it.
+_RECEIVE_EVENT = {
+    "postgresql": _receive_statement(postgresql.insert),
+    "sqlite": _receive_statement(sqlite.insert),
+}
+
+
+async def receive_event(
+    session: AsyncSession, values: dict[str, Any]
+) -> tuple[uuid.UUID, str | None] | None:
+    """Inserts a new inbox row and returns (its id, the plan catalog's revision) in the same
+    round trip; None when the event id is already there."""
+    stmt = _RECEIVE_EVENT[session.get_bind().dialect.name]
+    row = (await session.execute(stmt, {"id": uuid.uuid4(), **values})).first()
+    return (row[0], row[1]) if row else None
+
+
+async def stamp_event(session: AsyncSession, row_id: uuid.UUID, values: dict[str, Any]) -> None:
+    await session.execute(
+        update(StripeEvent.__table__).where(StripeEvent.__table__.c.id == row_id).values(**values)
+    )
+
+
+async def record_failed_event(
+    session: AsyncSession, values: dict[str, Any], error: str
+) -> StripeEvent:
+    """After a rollback: the inbox row (new or existing) stamped failed, for Stripe's retry and
+    the admins' list."""
     stmt = (
         _insert(session, StripeEvent)
-        .values(id=uuid.uuid4(), **values)
-        .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id])
+        .values(id=uuid.uuid4(), **{**values, "status": "failed", "error": error, "attempts": 1})
+        .on_conflict_do_update(
+            index_elements=[StripeEvent.stripe_event_id],
+            set_={"status": "failed", "error": error, "processed_at": None},
+        )
         .returning(StripeEvent)
     )
-    return await session.scalar(stmt)
+    row = await session.scalar(stmt)
+    assert row is not None
+    return row
 
 
 async def lock_event(

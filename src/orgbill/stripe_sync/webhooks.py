@@ -1,10 +1,11 @@
 """The webhook inbox: verify → store (unique on the event id) → apply → stamp, in the request's
 one transaction (TransactionalRoute commits it before the response is sent).
 
-Applying runs inside a SAVEPOINT. If it raises, the savepoint is rolled back (nothing of the
-event survives), the inbox row is stamped `failed` with the error, and the caller answers 5xx:
-Stripe redelivers, and a redelivery of a failed event is applied again. Any other redelivery is
-a 200 that changes nothing. This path never calls Stripe.
+If applying raises, the whole unit is rolled back (nothing of the event survives), the inbox
+row is recorded `failed` with the error in a fresh transaction, and the caller answers 5xx:
+Stripe redelivers, and a redelivery of a failed event is applied again (under a savepoint,
+as are admin replays). Any other redelivery is a 200 that changes nothing. This path never
+calls Stripe.
 """
 
 from __future__ import annotations
@@ -97,28 +98,51 @@ async def receive(
     except signature.InvalidSignature as exc:
         raise BadRequest(str(exc)) from exc
     event, payload = _parse(raw_body)
-    row = await repository.insert_event(
-        session,
-        {
-            "stripe_event_id": event.id,
-            "type": event.type,
-            "api_version": event.api_version,
-            "object_id": event.object_id,
-            "event_created_at": event.created,
-            "payload": payload,
-            "status": StripeEventStatus.FAILED,  # until applied: a crash never reads as done
-            "attempts": 0,
-            "created_at": utcnow(),
-        },
-    )
-    if row is None:
+    values: dict[str, Any] = {
+        "stripe_event_id": event.id,
+        "type": event.type,
+        "api_version": event.api_version,
+        "object_id": event.object_id,
+        "event_created_at": event.created,
+        "payload": payload,
+        "status": StripeEventStatus.FAILED,  # until stamped: a crash never reads as done
+        "attempts": 1,
+        "created_at": utcnow(),
+    }
+    received = await repository.receive_event(session, values)
+    if received is None:
         row = await repository.lock_event(session, stripe_event_id=event.id)
         if row is None:  # deleted in between; treat as new next time
             raise Unavailable("Event inbox changed concurrently; retry")
         if row.status != StripeEventStatus.FAILED:
             return Delivery(event=row, duplicate=True)
-    await apply_stored(session, row, event, await store.live(session))
-    return Delivery(event=row, duplicate=False)
+        # A redelivery of a failed event: the rare path, applied under a savepoint.
+        await apply_stored(session, row, event, await store.live(session))
+        return Delivery(event=row, duplicate=False)
+    row_id, catalog_revision = received
+    try:
+        outcome = await handlers.apply_event(
+            session, event, await store.current(session, catalog_revision)
+        )
+        await session.flush()
+    except Exception as exc:
+        # The common path has no savepoint (two round trips fewer per event): roll the whole
+        # unit back, then record the failure in a fresh transaction the route commits.
+        logger.exception(
+            "stripe event failed", extra={"stripeEventId": event.id, "type": event.type}
+        )
+        await session.rollback()
+        failed = await repository.record_failed_event(session, values, _error_text(exc))
+        return Delivery(event=failed, duplicate=False)
+    stamped = {
+        "status": outcome.event_status,
+        "outcome": outcome.message[:500],
+        "organization_id": outcome.organization_id,
+        "error": None,
+        "processed_at": utcnow(),
+    }
+    await repository.stamp_event(session, row_id, stamped)
+    return Delivery(event=StripeEvent(id=row_id, **{**values, **stamped}), duplicate=False)
 
 
 # Admin
