@@ -58,7 +58,7 @@ class BenchDatabase:
         return env
 
 
-def _postgres_reachable(url: str) -> bool:
+def postgres_reachable(url: str) -> bool:
     import asyncpg
 
     async def probe() -> None:
@@ -89,7 +89,7 @@ def bench_databases() -> Iterator[list[BenchDatabase]]:
     databases = [BenchDatabase("sqlite", f"sqlite+aiosqlite:///{tmp / 'bench.db'}", None)]
     pg_url = os.environ.get("ORGBILL_BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
     schema = f"orgbill_bench_{secrets.token_hex(3)}"
-    if _postgres_reachable(pg_url):
+    if postgres_reachable(pg_url):
         asyncio.run(_pg(pg_url, f'CREATE SCHEMA "{schema}"'))
         databases.append(BenchDatabase("postgres", pg_url, schema))
     else:

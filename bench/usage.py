@@ -6,8 +6,8 @@ loopback and prints:
     (the conditional-update path), and
   * the profile read's requests/s with the rate limiter on and off.
 
-    .venv/bin/python bench/usage.py            # PostgreSQL at ORGBILL_BENCH_POSTGRES_URL,
-                                               # else ORGBILL_TEST_POSTGRES_URL, else skipped
+    .venv/bin/python bench/usage.py   # PostgreSQL at ORGBILL_BENCH_POSTGRES_URL (default: the
+                                      # local test database); skipped when unreachable
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from typing import Any
 import asyncpg
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import DEFAULT_POSTGRES, postgres_reachable
 from orgbill import migrate
 from orgbill.cli import seed_demo, sync_plans
 from orgbill.config import Settings
@@ -197,11 +200,9 @@ def main() -> None:
     print(f"concurrency {CONCURRENCY}, one uvicorn worker, loopback; client in this process")
     with tempfile.TemporaryDirectory() as tmp:
         bench_backend("sqlite", settings_for(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", None))
-    pg_url = os.environ.get("ORGBILL_BENCH_POSTGRES_URL") or os.environ.get(
-        "ORGBILL_TEST_POSTGRES_URL"
-    )
-    if not pg_url:
-        print("postgres   skipped: set ORGBILL_BENCH_POSTGRES_URL")
+    pg_url = os.environ.get("ORGBILL_BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
+    if not postgres_reachable(pg_url):
+        print(f"postgres   skipped: {pg_url} unreachable (set ORGBILL_BENCH_POSTGRES_URL)")
         return
     schema = f"orgbill_bench_{secrets.token_hex(4)}"
     asyncio.run(_pg(pg_url, f'CREATE SCHEMA "{schema}"'))
