@@ -81,6 +81,8 @@ def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine
         }
     if read_only:
         kwargs["isolation_level"] = "AUTOCOMMIT"
+        # Nothing to roll back on an autocommit, read-only connection: skip the reset.
+        kwargs["pool_reset_on_return"] = None
     # hide_parameters: bound values (key hashes, emails) never reach logs or error text.
     engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if url.startswith("sqlite"):
