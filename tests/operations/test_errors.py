@@ -113,3 +113,36 @@ async def test_pagination_walks_every_page_once(client: httpx.AsyncClient) -> No
         if cursor is None:
             break
     assert len(seen) == 5 and len(set(seen)) == 5
+
+
+async def test_one_json_access_log_line_per_request(settings: object) -> None:
+    import io
+
+    from orgbill.kit.logging import JsonFormatter
+
+    logged = io.StringIO()
+    handler = logging.StreamHandler(logged)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("orgbill.access")
+    enabled = settings.model_copy(update={"access_log": True, "log_level": "INFO"})  # type: ignore[attr-defined]
+    async with running_app(enabled) as app:
+        access.addHandler(handler)
+        try:
+            async with client_for(app) as client:
+                org = await create_org(client)
+                logged.truncate(0)
+                logged.seek(0)
+                ok = await client.get(
+                    f"{API}/organizations/profile/{org.id}", headers=org.key_headers
+                )
+                missing = await client.get(f"{API}/nope", headers={"X-Api-Key": org.api_key})
+        finally:
+            access.removeHandler(handler)
+    lines = [json.loads(line) for line in logged.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 2
+    first, second = lines
+    assert first["requestId"] == ok.headers["x-request-id"]
+    assert first["organizationId"] == org.id and first["status"] == 200
+    assert isinstance(first["durationMs"], float) and first["method"] == "GET"
+    assert second["status"] == 404 and second["requestId"] == missing.headers["x-request-id"]
+    assert org.api_key not in logged.getvalue()  # no secrets in logs

@@ -13,6 +13,7 @@ from orgbill.config import Settings
 from orgbill.db import Database
 from orgbill.kit.crypto import hash_api_key
 from orgbill.models import ApiKey
+from tests.fixtures.app import client_for, running_app
 from tests.fixtures.factories import API, assert_error, create_api_key, create_org
 
 
@@ -117,3 +118,19 @@ async def test_last_used_at_is_recorded_once_a_minute_not_per_request(
         await client.get(f"{API}/organization", headers=org.key_headers)
     await app.state.api_key_usage.drain()  # type: ignore[attr-defined]
     assert (await _stored_key(settings, org.api_key_id)).last_used_at == first
+
+
+async def test_revocation_shows_on_another_instance_immediately(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    org = await create_org(client)
+    async with running_app(settings) as other_app, client_for(other_app) as other:
+        assert (await other.get(f"{API}/organization", headers=org.key_headers)).status_code == 200
+        regenerated = await client.post(
+            f"{API}/organization/regenerate-key", headers=org.key_headers
+        )
+        assert regenerated.status_code == 200
+        stale = await other.get(f"{API}/organization", headers=org.key_headers)
+        assert_error(stale, 401, "unauthorized")
+        new_key = {"X-Api-Key": regenerated.json()["api_key"]}
+        assert (await other.get(f"{API}/organization", headers=new_key)).status_code == 200
