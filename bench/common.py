@@ -72,10 +72,10 @@ def postgres_reachable(url: str) -> bool:
     return True
 
 
-async def _pg(url: str, sql: str) -> None:
+async def pg_execute(url: str, sql: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(url, timeout=5)
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
     try:
         await conn.execute(sql)
     finally:
@@ -90,7 +90,7 @@ def bench_databases() -> Iterator[list[BenchDatabase]]:
     pg_url = os.environ.get("ORGBILL_BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
     schema = f"orgbill_bench_{secrets.token_hex(3)}"
     if postgres_reachable(pg_url):
-        asyncio.run(_pg(pg_url, f'CREATE SCHEMA "{schema}"'))
+        asyncio.run(pg_execute(pg_url, f'CREATE SCHEMA "{schema}"'))
         databases.append(BenchDatabase("postgres", pg_url, schema))
     else:
         print(f"# PostgreSQL at {pg_url} unreachable: measuring SQLite only", file=sys.stderr)
@@ -101,7 +101,7 @@ def bench_databases() -> Iterator[list[BenchDatabase]]:
         yield databases
     finally:
         if len(databases) > 1:
-            asyncio.run(_pg(pg_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            asyncio.run(pg_execute(pg_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -17,15 +17,16 @@ import asyncio
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
-import asyncpg
-import httpx
 from sqlalchemy import func, select
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import pg_execute, uvicorn_server
 from orgbill import migrate
 from orgbill.cli import sync_plans
 from orgbill.config import Settings
@@ -170,7 +171,7 @@ def main() -> int:
     args = parser.parse_args()
     url = os.environ.get("ORGBILL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     schema = f"orgbill_bench_{secrets.token_hex(4)}"
-    asyncio.run(_pg(url, f'CREATE SCHEMA "{schema}"'))
+    asyncio.run(pg_execute(url, f'CREATE SCHEMA "{schema}"'))
     try:
         settings = _settings(url, schema)
         migrate.upgrade(settings)
@@ -188,32 +189,10 @@ def main() -> int:
             last_status[sub_id] = STATUSES[(per_sub - 1) % len(STATUSES)]
         total = per_sub * len(chains)
 
-        port = _free_port()
         # A separate process: the worker measured does not share its interpreter with the client.
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "orgbill.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            env={**os.environ, **_environment(settings)},
-        )
-        try:
-            _wait_for(f"http://127.0.0.1:{port}/healthz")
+        with uvicorn_server("orgbill.main:app", _environment(settings)) as base:
+            port = int(base.rsplit(":", 1)[1])
             elapsed = asyncio.run(_send_all(port, chains, args.concurrency))
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
         asyncio.run(_verify(settings, total, last_status))
         print(
             json.dumps(
@@ -230,7 +209,7 @@ def main() -> int:
             )
         )
     finally:
-        asyncio.run(_pg(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        asyncio.run(pg_execute(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     return 0
 
 
@@ -245,33 +224,6 @@ def _environment(settings: Settings) -> dict[str, str]:
         "ORGBILL_ACCESS_LOG": "false",
         "ORGBILL_LOG_LEVEL": "WARNING",
     }
-
-
-def _wait_for(url: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=0.5).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("orgbill did not start")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _pg(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 if __name__ == "__main__":

@@ -25,12 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DEFAULT_POSTGRES, postgres_reachable
+from bench.common import DEFAULT_POSTGRES, pg_execute, postgres_reachable
 from orgbill import migrate
 from orgbill.cli import seed_demo, sync_plans
 from orgbill.config import Settings
@@ -188,14 +187,6 @@ def bench_backend(name: str, settings: Settings) -> None:
     sys.stdout.flush()
 
 
-async def _pg(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def main() -> None:
     print(f"concurrency {CONCURRENCY}, one uvicorn worker, loopback; client in this process")
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,11 +196,11 @@ def main() -> None:
         print(f"postgres   skipped: {pg_url} unreachable (set ORGBILL_BENCH_POSTGRES_URL)")
         return
     schema = f"orgbill_bench_{secrets.token_hex(4)}"
-    asyncio.run(_pg(pg_url, f'CREATE SCHEMA "{schema}"'))
+    asyncio.run(pg_execute(pg_url, f'CREATE SCHEMA "{schema}"'))
     try:
         bench_backend("postgres", settings_for(pg_url, schema))
     finally:
-        asyncio.run(_pg(pg_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        asyncio.run(pg_execute(pg_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
 if __name__ == "__main__":
