@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, literal_column, select, update
+from sqlalchemy import String, bindparam, column, exists, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -36,15 +36,6 @@ def _insert(session: AsyncSession, model: Any) -> Any:
 # Inbox
 
 
-def _catalog_revision() -> Any:
-    # As literal SQL: SQLAlchemy cannot cache an INSERT whose RETURNING holds a subquery
-    # object, and this statement runs for every webhook.
-    table = PlanCatalog.__table__
-    return literal_column(
-        f"(SELECT {table.c.content_hash.name} FROM {table.name} WHERE id = {CATALOG_ROW_ID})"  # noqa: S608 (constants only)
-    ).label("catalog_revision")
-
-
 _EVENT_COLUMNS = (
     "id",
     "stripe_event_id",
@@ -59,22 +50,29 @@ _EVENT_COLUMNS = (
 )
 
 
-def _receive_statement(insert: Any) -> Any:
+def _receive_statement() -> Any:
+    """The inbox insert, as SQL text both dialects speak. SQLAlchemy 2.0 does not cache the
+    dialect-specific INSERT … ON CONFLICT constructs (each call recompiles), and this runs for
+    every webhook; a text() statement is compiled once. It also reads the plan catalog's
+    revision in the same round trip."""
     table = StripeEvent.__table__
+    catalog = PlanCatalog.__table__
+    columns = ", ".join(_EVENT_COLUMNS)
+    values = ", ".join(f":{name}" for name in _EVENT_COLUMNS)
+    sql = (
+        f"INSERT INTO {table.name} ({columns}) VALUES ({values}) "  # noqa: S608 (constants only)
+        f"ON CONFLICT ({table.c.stripe_event_id.name}) DO NOTHING "
+        f"RETURNING {table.c.id.name}, "
+        f"(SELECT {catalog.c.content_hash.name} FROM {catalog.name} WHERE id = {CATALOG_ROW_ID})"
+    )
     return (
-        insert(table)
-        .values({name: bindparam(name, type_=table.c[name].type) for name in _EVENT_COLUMNS})
-        .on_conflict_do_nothing(index_elements=[table.c.stripe_event_id])
-        .returning(table.c.id, _catalog_revision())
+        text(sql)
+        .bindparams(*(bindparam(name, type_=table.c[name].type) for name in _EVENT_COLUMNS))
+        .columns(table.c.id, column("catalog_revision", String()))
     )
 
 
-# Built once per dialect: this runs for every webhook, and compiling it each time cost more
-# than executing it.
-_RECEIVE_EVENT = {
-    "postgresql": _receive_statement(postgresql.insert),
-    "sqlite": _receive_statement(sqlite.insert),
-}
+_RECEIVE_EVENT = _receive_statement()
 
 
 async def receive_event(
@@ -82,8 +80,7 @@ async def receive_event(
 ) -> tuple[uuid.UUID, str | None] | None:
     """Inserts a new inbox row and returns (its id, the plan catalog's revision) in the same
     round trip; None when the event id is already there."""
-    stmt = _RECEIVE_EVENT[session.get_bind().dialect.name]
-    row = (await session.execute(stmt, {"id": uuid.uuid4(), **values})).first()
+    row = (await session.execute(_RECEIVE_EVENT, {"id": uuid.uuid4(), **values})).first()
     return (row[0], row[1]) if row else None
 
 
