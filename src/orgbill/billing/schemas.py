@@ -3,16 +3,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, StringConstraints
+from pydantic import AnyHttpUrl, Field, StringConstraints
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
 
 
 class BillingSubscription(Schema):
+    """Seed 001's subscription; read straight from the mirror row."""
+
     id: uuid.UUID
     stripe_subscription_id: str
     stripe_customer_id: str | None
-    plan: str | None
+    plan: str | None = Field(validation_alias="plan_code")
     status: str
     current_period_start: UTCDatetime | None
     current_period_end: UTCDatetime | None

@@ -22,20 +22,7 @@ from orgbill.usage import service as usage_service
 
 
 def subscription_schema(subscription: Subscription) -> schemas.BillingSubscription:
-    return schemas.BillingSubscription(
-        id=subscription.id,
-        stripe_subscription_id=subscription.stripe_subscription_id,
-        stripe_customer_id=subscription.stripe_customer_id,
-        plan=subscription.plan_code,
-        status=subscription.status,
-        current_period_start=subscription.current_period_start,
-        current_period_end=subscription.current_period_end,
-        cancel_at_period_end=subscription.cancel_at_period_end,
-        canceled_at=subscription.canceled_at,
-        ended_at=subscription.ended_at,
-        created_at=subscription.created_at,
-        updated_at=subscription.updated_at,
-    )
+    return schemas.BillingSubscription.model_validate(subscription)
 
 
 def invoice_schema(invoice: Invoice) -> schemas.BillingInvoice:

@@ -87,10 +87,12 @@ class PlanSummary(Schema):
 
 
 class SubscriptionSummary(Schema):
+    """Seed 003's subscription part; read straight from the mirror row."""
+
     id: uuid.UUID
     organization_id: uuid.UUID
-    stripe_id: str
-    plan: str | None
+    stripe_id: str = Field(validation_alias="stripe_subscription_id")
+    plan: str | None = Field(validation_alias="plan_code")
     status: str
     current_period_start: UTCDatetime | None
     current_period_end: UTCDatetime | None

@@ -167,18 +167,7 @@ def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
 def subscription_summary(subscription: Subscription | None) -> schemas.SubscriptionSummary | None:
     if subscription is None:
         return None
-    return schemas.SubscriptionSummary(
-        id=subscription.id,
-        organization_id=subscription.organization_id,
-        stripe_id=subscription.stripe_subscription_id,
-        plan=subscription.plan_code,
-        status=subscription.status,
-        current_period_start=subscription.current_period_start,
-        current_period_end=subscription.current_period_end,
-        cancel_at_period_end=subscription.cancel_at_period_end,
-        created_at=subscription.created_at,
-        updated_at=subscription.updated_at,
-    )
+    return schemas.SubscriptionSummary.model_validate(subscription)
 
 
 async def current_subscription(
