@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -124,3 +126,40 @@ async def test_cookie_session_needs_csrf_header_for_unsafe_methods(
         headers={"Cookie": session_cookie, "X-CSRF-Token": "csrf-value-123"},
     )
     assert ok.status_code == 200 and ok.json()["name"] == "Renamed"
+
+
+async def test_rs256_tokens_with_a_public_key(settings: Settings) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.fixtures.app import client_for, running_app
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    rs256 = settings.model_copy(
+        update={
+            "jwt_algorithm": "RS256",
+            "jwt_private_key": private_pem,
+            "jwt_public_key": public_pem,
+        }
+    )
+    async with running_app(rs256) as app, client_for(app) as client:
+        user = await register_user(client)
+        assert jwt.get_unverified_header(user.token)["alg"] == "RS256"
+        assert (await client.get(f"{API}/me", headers=user.headers)).status_code == 200
+        # An HS256 token signed with the public key (algorithm confusion) is refused.
+        now = int(time.time())
+        signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64({'sub': user.id, 'iat': now, 'exp': now + 600})}"
+        mac = hmac.new(public_pem.encode(), signing_input.encode(), hashlib.sha256).digest()
+        forged = f"{signing_input}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+        response = await client.get(f"{API}/me", headers={"Authorization": f"Bearer {forged}"})
+        assert_error(response, 401, "unauthorized")
