@@ -81,23 +81,50 @@ async def test_every_response_carries_rate_limit_headers_and_public_calls_are_pe
 ) -> None:
     org = await create_org(client)
     async with limited_client(settings) as limited:
-        responses = [
-            await limited.get(f"{API}/organizations/profile/{org.id}", headers=org.key_headers),
-            await limited.get(f"{API}/me", headers=org.owner.headers),
-            await limited.get(f"{API}/organization", headers={"X-Api-Key": "ob_" + "x" * 40}),
-        ]
         public = [await limited.get("/healthz") for _ in range(5)]
         public.append(await limited.get("/no-such-route"))
-        for response in responses + public:
+        for response in public:
             assert all(h in response.headers for h in RATE_HEADERS), response.headers
         assert [r.status_code for r in public] == [200] * 5 + [429]
         error = assert_error(public[-1], 429, "rate_limited")
         assert "5 requests per second" in error["message"]
         assert public[-1].headers["retry-after"] == "1"
         # Credentials that reach an org are limited per org, not by the exhausted IP bucket.
-        assert (
-            await limited.get(f"{API}/organizations/profile/{org.id}", headers=org.key_headers)
-        ).status_code == 200
+        by_org = await limited.get(f"{API}/organizations/profile/{org.id}", headers=org.key_headers)
+        assert by_org.status_code == 200 and by_org.headers["x-ratelimit-remaining"] == "4"
+        # Credentials that act for no org, or fail, are this IP's calls: refused too.
+        bad_key = {"X-Api-Key": "ob_" + "x" * 40}
+        for refused in (
+            await limited.get(f"{API}/me", headers=org.owner.headers),
+            await limited.get(f"{API}/organization", headers=bad_key),
+            await limited.get(f"{API}/plans", headers={"Authorization": "Bearer junk"}),
+        ):
+            assert_error(refused, 429, "rate_limited")
+            assert all(h in refused.headers for h in RATE_HEADERS)
+
+
+async def test_junk_credentials_do_not_bypass_the_public_limit(settings: Settings) -> None:
+    junk = {"Authorization": "Bearer not-a-token"}
+    async with limited_client(settings) as limited:  # one client IP
+        sign_ins = [
+            await limited.post(
+                f"{API}/auth/token",
+                json={"email": "x@example.com", "password": "wrong-password"},
+                headers=junk,
+            )
+            for _ in range(12)
+        ]
+    async with limited_client(settings) as limited:  # another client IP
+        guesses = [
+            await limited.get(f"{API}/organization", headers={"X-Api-Key": "ob_" + "y" * 40})
+            for _ in range(12)
+        ]
+    # Without the charge every one would be a 401. The bucket (5, refilling 5/s) lets the
+    # first ones through; argon2 time lets a token or two back in between.
+    for attempts in (sign_ins, guesses):
+        statuses = [r.status_code for r in attempts]
+        assert set(statuses) == {401, 429}, statuses
+        assert statuses[0] == 401 and statuses.count(429) >= 3, statuses
 
 
 async def test_unreachable_redis_falls_back_to_in_process_limits_and_logs_it(

@@ -38,6 +38,7 @@ from orgbill.kit.routing import get_session
 from orgbill.kit.time import utcnow
 from orgbill.models import Organization, OrganizationStatus, Role
 from orgbill.ratelimit.context import rate_limit_state
+from orgbill.ratelimit.guard import charge_ip_if_unattributed, charges_org_rate_limit
 from orgbill.ratelimit.limiter import RateLimiter
 
 SESSION_COOKIE = "orgbill_session"
@@ -101,6 +102,18 @@ async def get_principal(request: Request) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
+    try:
+        principal = await _identify(request)
+    except (Unauthorized, Forbidden):
+        # A failed sign-in is charged to the client IP (429 once its bucket is empty), so
+        # guessing keys or tokens on an org route is limited like any public call.
+        await charge_ip_if_unattributed(request)
+        raise
+    request.state.principal = principal
+    return principal
+
+
+async def _identify(request: Request) -> Principal:
     session = await get_session(request)
     settings: Settings = request.app.state.settings
     principal: Principal
@@ -119,7 +132,6 @@ async def get_principal(request: Request) -> Principal:
         principal = await _user_principal(session, settings, cookie_token)
     else:
         raise Unauthorized("Missing credentials: send X-Api-Key or a bearer token")
-    request.state.principal = principal
     return principal
 
 
@@ -238,7 +250,7 @@ def org_access(
         )
         return await _admit_org(request, session, access)
 
-    return dependency
+    return charges_org_rate_limit(dependency)
 
 
 def _parse_org_header(value: str | None) -> uuid.UUID | None:
@@ -269,4 +281,4 @@ def current_org_access(
         )
         return await _admit_org(request, session, access)
 
-    return dependency
+    return charges_org_rate_limit(dependency)

@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.db import Database
+from orgbill.ratelimit.guard import charge_ip_if_unattributed, needs_ip_limit
 
 _SESSION_ATTR = "orgbill_session"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -29,13 +30,17 @@ async def get_session(request: Request) -> AsyncSession:
 
 class TransactionalRoute(APIRoute):
     """Commits the request's unit of work after the endpoint succeeds and before the response
-    leaves; any exception rolls it back so nothing half-written survives."""
+    leaves; any exception rolls it back so nothing half-written survives. A route that acts
+    for no organization is limited per client IP (ratelimit/guard.py)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        ip_limited = needs_ip_limit(self.endpoint, self.dependant)
 
         async def handle(request: Request) -> Response:
             try:
+                if ip_limited:
+                    await charge_ip_if_unattributed(request)
                 response = await handler(request)
                 session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
                 # Safe methods read through the autocommit, read-only engine: nothing to commit.

@@ -17,10 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orgbill.errors import error_response
 from orgbill.kit.time import utcnow
 from orgbill.ratelimit.context import attach_state
+from orgbill.ratelimit.guard import refusal_message
 from orgbill.ratelimit.limiter import RateLimiter
 
-# A Stripe-Signature is the webhook's credential: Stripe delivers bursts from few IPs, and a
-# refused webhook only comes back later, so it is not charged to the public per-IP bucket.
+# Calls carrying these are charged later: to their organization (org-access dependency) or,
+# on routes that act for no organization, to this IP (ratelimit/guard.py).
 _CREDENTIAL_HEADERS = frozenset({b"x-api-key", b"authorization", b"stripe-signature"})
 _SESSION_COOKIE = b"orgbill_session="
 
@@ -47,14 +48,14 @@ class RateLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state = attach_state(scope)
+        state = attach_state(scope, ip_bucket(scope), self.public_rate())
         if not _has_credentials(scope):
-            state.decision = await self.limiter.hit(ip_bucket(scope), self.public_rate())
+            state.decision = await self.limiter.hit(state.ip_key, state.public_rate)
             if not state.decision.allowed:
                 refusal = error_response(
                     429,
                     "rate_limited",
-                    f"Rate limit of {state.decision.limit} requests per second exceeded",
+                    refusal_message(state.decision.limit),
                     headers={
                         **state.decision.headers(utcnow()),
                         "Retry-After": str(state.decision.retry_after),
@@ -66,7 +67,7 @@ class RateLimitMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 decision = state.decision or await self.limiter.hit(
-                    ip_bucket(scope), self.public_rate(), cost=0
+                    state.ip_key, state.public_rate, cost=0
                 )
                 message["headers"] = [
                     *message.get("headers", []),

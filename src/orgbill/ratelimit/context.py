@@ -13,11 +13,13 @@ _SCOPE_KEY = "orgbill.ratelimit"
 
 @dataclass(slots=True)
 class RateLimitState:
+    ip_key: str
+    public_rate: int
     decision: RateDecision | None = None
 
 
-def attach_state(scope: dict[str, Any]) -> RateLimitState:
-    state = RateLimitState()
+def attach_state(scope: dict[str, Any], ip_key: str, public_rate: int) -> RateLimitState:
+    state = RateLimitState(ip_key=ip_key, public_rate=public_rate)
     scope[_SCOPE_KEY] = state
     return state
 
