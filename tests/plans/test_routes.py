@@ -249,3 +249,23 @@ async def test_current_plan_usage_and_subscription_quota_headers_follow_usage_ev
     assert subscription.headers["x-quota-turns-used"] == "7"
     assert subscription.headers["x-quota-agents-limit"] == "10"
     assert subscription.headers["x-quota-reset"] == current["usage"]["period_end"]
+
+
+async def test_organization_list_shows_each_orgs_own_plan_and_key_prefix(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    owner = await register_user(client)
+    paid = await create_org(client, owner)
+    free = await create_org(client, owner)
+    await insert_subscription(settings, paid.id, status="active", plan_code="business")
+    listed = await client.get(f"{API}/organizations", params={"limit": 1}, headers=owner.headers)
+    first = listed.json()
+    assert len(first["data"]) == 1 and first["next_cursor"]
+    second = await client.get(
+        f"{API}/organizations", params={"cursor": first["next_cursor"]}, headers=owner.headers
+    )
+    orgs = {o["id"]: o for o in first["data"] + second.json()["data"]}
+    assert orgs[paid.id]["plan"] == "business" and orgs[free.id]["plan"] == "free"
+    assert orgs[paid.id]["rate_limit"] == 200
+    assert orgs[paid.id]["api_key_prefix"] == paid.api_key[:11]
+    assert orgs[free.id]["api_key_prefix"] == free.api_key[:11]

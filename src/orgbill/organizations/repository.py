@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
 from orgbill.kit.pagination import PageParams, paginate_statement
 from orgbill.models import ApiKey, Membership, Organization, Role, Subscription, User
 
@@ -37,26 +40,46 @@ async def lock_organization(session: AsyncSession, org_id: uuid.UUID) -> None:
     )
 
 
-async def list_user_organizations(
-    session: AsyncSession, user_id: uuid.UUID | None, params: PageParams
-) -> list[Organization]:
-    stmt = select(Organization).where(Organization.status != "DELETED")
-    if user_id is not None:
-        stmt = stmt.join(Membership, Membership.organization_id == Organization.id).where(
-            Membership.user_id == user_id
-        )
-    stmt = paginate_statement(stmt, params, Organization.created_at, Organization.id)
-    return list((await session.scalars(stmt)).all())
+@dataclass(frozen=True, slots=True)
+class ListedOrganization:
+    organization: Organization
+    plan_inputs: PlanInputs
+    api_key_prefix: str | None
 
 
-async def newest_active_key_prefix(session: AsyncSession, org_id: uuid.UUID) -> str | None:
-    stmt = (
+def _newest_key_prefix(org_id: Any) -> Any:
+    return (
         select(ApiKey.prefix)
         .where(ApiKey.organization_id == org_id, ApiKey.revoked_at.is_(None))
         .order_by(ApiKey.created_at.desc())
         .limit(1)
+        .correlate_except(ApiKey)
+        .scalar_subquery()
     )
-    return await session.scalar(stmt)
+
+
+async def list_user_organizations(
+    session: AsyncSession, user_id: uuid.UUID | None, params: PageParams
+) -> list[ListedOrganization]:
+    """A page of organizations with their plan inputs and key prefix: one query, not three
+    per organization."""
+    stmt = select(Organization, _newest_key_prefix(Organization.id)).where(
+        Organization.status != "DELETED"
+    )
+    if user_id is not None:
+        stmt = stmt.join(Membership, Membership.organization_id == Organization.id).where(
+            Membership.user_id == user_id
+        )
+    stmt = with_plan_inputs(stmt, Organization.id)
+    stmt = paginate_statement(stmt, params, Organization.created_at, Organization.id)
+    return [
+        ListedOrganization(row[0], plan_inputs_from_row(row[2:]), row[1])
+        for row in (await session.execute(stmt)).all()
+    ]
+
+
+async def newest_active_key_prefix(session: AsyncSession, org_id: uuid.UUID) -> str | None:
+    return await session.scalar(select(_newest_key_prefix(org_id)))
 
 
 # Members

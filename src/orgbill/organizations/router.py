@@ -42,8 +42,7 @@ async def create_organization(
 async def list_organizations(
     user: UserDep, session: SessionDep, store: CatalogStoreDep, paging: Paging
 ) -> Page[schemas.Organization]:
-    orgs, cursor = await service.list_organizations(session, user, paging)
-    data = [await service.describe_organization(session, org, store) for org in orgs]
+    data, cursor = await service.list_organizations(session, user, paging, store)
     return Page(data=data, next_cursor=cursor)
 
 

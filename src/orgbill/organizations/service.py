@@ -118,11 +118,18 @@ async def create_organization(
 
 
 async def list_organizations(
-    session: AsyncSession, principal: UserPrincipal, params: PageParams
-) -> tuple[list[Organization], str | None]:
+    session: AsyncSession, principal: UserPrincipal, params: PageParams, store: CatalogStore
+) -> tuple[list[schemas.Organization], str | None]:
     user_id = None if principal.user.is_superadmin else principal.user.id
-    rows = await repository.list_user_organizations(session, user_id, params)
-    return build_page(rows, params)
+    listed = await repository.list_user_organizations(session, user_id, params)
+    page, cursor = build_page([item.organization for item in listed], params)
+    now = utcnow()
+    data = []
+    for item in listed[: len(page)]:
+        catalog = await store.current(session, item.plan_inputs.catalog_revision)
+        plan = entitlements.resolve_with(item.organization, item.plan_inputs, catalog, now)
+        data.append(organization_schema(item.organization, plan, item.api_key_prefix))
+    return data, cursor
 
 
 async def get_organization(
