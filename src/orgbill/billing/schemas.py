@@ -31,7 +31,7 @@ class BillingInvoice(Schema):
     id: uuid.UUID
     stripe_invoice_id: str
     stripe_subscription_id: str | None
-    amount: int
+    amount: int = Field(validation_alias="total")
     amount_due: int
     amount_paid: int
     currency: str

@@ -26,21 +26,7 @@ def subscription_schema(subscription: Subscription) -> schemas.BillingSubscripti
 
 
 def invoice_schema(invoice: Invoice) -> schemas.BillingInvoice:
-    return schemas.BillingInvoice(
-        id=invoice.id,
-        stripe_invoice_id=invoice.stripe_invoice_id,
-        stripe_subscription_id=invoice.stripe_subscription_id,
-        amount=invoice.total,
-        amount_due=invoice.amount_due,
-        amount_paid=invoice.amount_paid,
-        currency=invoice.currency,
-        status=invoice.status,
-        invoice_pdf=invoice.invoice_pdf,
-        hosted_invoice_url=invoice.hosted_invoice_url,
-        period_start=invoice.period_start,
-        period_end=invoice.period_end,
-        created_at=invoice.created_at,
-    )
+    return schemas.BillingInvoice.model_validate(invoice)
 
 
 async def get_subscription(session: AsyncSession, access: OrgAccess) -> schemas.BillingSubscription:
