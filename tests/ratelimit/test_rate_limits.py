@@ -81,11 +81,16 @@ async def test_every_response_carries_rate_limit_headers_and_public_calls_are_pe
 ) -> None:
     org = await create_org(client)
     async with limited_client(settings) as limited:
-        public = [await limited.get("/healthz") for _ in range(5)]
-        public.append(await limited.get("/no-such-route"))
+        # Capacity 5, refilling 5/s: a slow machine may let a token back in, so drain until
+        # the first refusal rather than counting exactly six calls.
+        public = []
+        for _ in range(20):
+            public.append(await limited.get("/healthz"))
+            if public[-1].status_code == 429:
+                break
         for response in public:
             assert all(h in response.headers for h in RATE_HEADERS), response.headers
-        assert [r.status_code for r in public] == [200] * 5 + [429]
+        assert [r.status_code for r in public[:5]] == [200] * 5
         error = assert_error(public[-1], 429, "rate_limited")
         assert "5 requests per second" in error["message"]
         assert public[-1].headers["retry-after"] == "1"
@@ -94,13 +99,16 @@ async def test_every_response_carries_rate_limit_headers_and_public_calls_are_pe
         assert by_org.status_code == 200 and by_org.headers["x-ratelimit-remaining"] == "4"
         # Credentials that act for no org, or fail, are this IP's calls: refused too.
         bad_key = {"X-Api-Key": "ob_" + "x" * 40}
-        for refused in (
-            await limited.get(f"{API}/me", headers=org.owner.headers),
-            await limited.get(f"{API}/organization", headers=bad_key),
-            await limited.get(f"{API}/plans", headers={"Authorization": "Bearer junk"}),
+        for url, headers in (
+            (f"{API}/me", org.owner.headers),
+            (f"{API}/organization", bad_key),
+            (f"{API}/plans", {"Authorization": "Bearer junk"}),
         ):
-            assert_error(refused, 429, "rate_limited")
-            assert all(h in refused.headers for h in RATE_HEADERS)
+            burst = [await limited.get(url, headers=headers) for _ in range(4)]
+            assert all(h in burst[-1].headers for h in RATE_HEADERS)
+            refused = [r for r in burst if r.status_code == 429]
+            assert refused, [r.status_code for r in burst]
+            assert_error(refused[0], 429, "rate_limited")
 
 
 async def test_junk_credentials_do_not_bypass_the_public_limit(settings: Settings) -> None:
