@@ -10,9 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 RUN useradd --create-home --uid 10001 orgbill && mkdir /data && chown orgbill:orgbill /data
 
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md ./
 COPY src ./src
-COPY migrations ./migrations
 RUN pip install --no-compile . && rm -rf /root/.cache
 
 USER orgbill

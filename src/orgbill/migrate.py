@@ -1,4 +1,8 @@
-"""Run Alembic migrations programmatically (the CLI and the tests both use this)."""
+"""Run Alembic migrations programmatically (the CLI and the tests both use this).
+
+The migrations ship inside the package and the Alembic config is built here, so an
+installed orgbill can migrate from any directory, with no `alembic.ini` or source tree.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,17 @@ from alembic.config import Config
 
 from orgbill.config import Settings
 
-
-def _find_alembic_ini() -> Path:
-    for candidate in (
-        Path.cwd() / "alembic.ini",
-        Path(__file__).resolve().parents[2] / "alembic.ini",
-    ):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("alembic.ini not found: run from the orgbill checkout")
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(settings: Settings) -> Config:
-    config = Config(str(_find_alembic_ini()))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option(
+        "file_template", "%%(year)d-%%(month).2d-%%(day).2d-%%(hour).2d%%(minute).2d_%%(slug)s"
+    )
+    config.set_main_option("timezone", "UTC")
+    config.set_main_option("path_separator", "os")
     config.attributes["settings"] = settings
     return config
 
