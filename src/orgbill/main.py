@@ -12,6 +12,7 @@ from sqlalchemy import text
 from orgbill.admin.router import router as admin_router
 from orgbill.auth.last_used import ApiKeyUsageRecorder
 from orgbill.auth.router import router as auth_router
+from orgbill.billing.router import credits_router as credit_checkout_router
 from orgbill.billing.router import router as billing_router
 from orgbill.config import Settings, get_settings
 from orgbill.credits.admin_router import router as credits_admin_router
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stripe_admin_router,
         usage_router,
         credits_router,
+        credit_checkout_router,
         credits_admin_router,
     ):
         app.include_router(router, prefix=API_PREFIX)

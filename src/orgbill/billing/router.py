@@ -58,3 +58,19 @@ async def open_portal(
     gateway: StripeGatewayDep,
 ) -> schemas.PortalSession:
     return await service.open_portal(session, access, body, gateway)
+
+
+# Buying credits is a billing action under /credits; a suspended org cannot buy credits.
+credits_router = APIRouter(prefix="/credits", route_class=TransactionalRoute, tags=["credits"])
+BuyCredits = Annotated[OrgAccess, Depends(current_org_access(BILLING_ROLES))]
+
+
+@credits_router.post("/checkout")
+async def start_credit_checkout(
+    body: schemas.CreditCheckoutRequest,
+    access: BuyCredits,
+    session: SessionDep,
+    gateway: StripeGatewayDep,
+    store: CatalogStoreDep,
+) -> schemas.CheckoutSession:
+    return await service.start_credit_checkout(session, access, body, gateway, store)

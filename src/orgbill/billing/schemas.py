@@ -49,6 +49,14 @@ class CheckoutRequest(RequestSchema):
     cancel_url: AnyHttpUrl
 
 
+class CreditCheckoutRequest(RequestSchema):
+    """Whole credits; at most the plan's max_credits (checked against the plan: 422)."""
+
+    quantity: Annotated[int, Field(ge=1, le=1_000_000_000, strict=True)]
+    success_url: AnyHttpUrl
+    cancel_url: AnyHttpUrl
+
+
 class CheckoutSession(Schema):
     session_id: str
     url: str | None

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import OrgAccess
 from orgbill.billing import schemas
+from orgbill.credits import service as credits_service
 from orgbill.entitlements.repository import load_plan_inputs
 from orgbill.entitlements.service import plan_for_access
-from orgbill.errors import BadRequest, NotFound, Unavailable
+from orgbill.errors import BadRequest, NotFound, Unavailable, ValidationFailed
 from orgbill.kit.context import current_request_id
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import utcnow
 from orgbill.models import Invoice, Subscription
 from orgbill.organizations import repository as org_repository
 from orgbill.organizations import service as org_service
+from orgbill.plans.catalog import to_minor_units
 from orgbill.plans.store import CatalogStore
 from orgbill.stripe_sync import repository as stripe_repository
 from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable, idempotency_key
@@ -131,3 +135,54 @@ async def open_portal(
     except StripeUnavailable as exc:
         raise Unavailable(str(exc)) from exc
     return schemas.PortalSession(url=url)
+
+
+async def start_credit_checkout(
+    session: AsyncSession,
+    access: OrgAccess,
+    data: schemas.CreditCheckoutRequest,
+    gateway: StripeGateway | None,
+    store: CatalogStore,
+) -> schemas.CheckoutSession:
+    """A Checkout session (payment mode) for `quantity` credits at the plan's
+    extra_credit_price. The total is computed exactly and rounded half-up once, to the
+    currency's minor unit, and charged as one line item of quantity 1: Stripe charges exactly
+    that total, whatever the per-credit price's decimals. Nothing is written here; the credits
+    arrive with the paid session's webhook."""
+    stripe = _require_gateway(gateway)
+    plan = await plan_for_access(session, access, store, utcnow())
+    cap = credits_service.max_credits(plan)
+    if cap is not None and data.quantity > cap:
+        raise ValidationFailed(
+            f"At most {cap} credits can be bought at once on the {plan.plan.name} plan",
+            details=[
+                {
+                    "loc": ["body", "quantity"],
+                    "msg": f"must be at most max_credits ({cap})",
+                    "type": "less_than_equal",
+                }
+            ],
+        )
+    price = credits_service.extra_credit_price(plan)
+    currency = plan.plan.currency
+    total = to_minor_units(price * data.quantity, currency).quantize(
+        Decimal(1), rounding=ROUND_HALF_UP
+    )
+    if total < 1:
+        raise BadRequest(f"Credits cannot be bought on the {plan.plan.name} plan (no price)")
+    customer_id = await ensure_customer(session, access, stripe)
+    try:
+        checkout = await stripe.create_credit_checkout_session(
+            organization_id=access.organization.id,
+            customer_id=customer_id,
+            credits=data.quantity,
+            amount=int(total),
+            currency=currency,
+            description=f"{data.quantity} credits at {price} {currency.upper()} each",
+            success_url=str(data.success_url),
+            cancel_url=str(data.cancel_url),
+            request_key=_request_key(),
+        )
+    except StripeUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    return schemas.CheckoutSession(session_id=checkout.id, url=checkout.url)

@@ -1,74 +1,213 @@
-"""SQL for the credit ledger and its balance row. Every statement is scoped to one org."""
+"""SQL for credits: the balance row (the org's credit lock), grants and the ledger. Every
+statement is scoped to one org."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.credits.ledger import BalanceState, GrantState
 from orgbill.kit.pagination import PageParams, paginate_statement
 from orgbill.kit.sql import upsert_insert
-from orgbill.models import CreditBalance, CreditEntryKind, CreditLedgerEntry
+from orgbill.models import CreditBalance, CreditEntryKind, CreditGrant, CreditLedgerEntry
+
+__all__ = ["BalanceState", "GrantState"]
+
+_BALANCE_COLUMNS = (
+    CreditBalance.balance,
+    CreditBalance.monthly_granted_for,
+    CreditBalance.next_expiry_at,
+)
+_GRANT_COLUMNS = (
+    CreditGrant.id,
+    CreditGrant.kind,
+    CreditGrant.amount,
+    CreditGrant.remaining,
+    CreditGrant.expires_at,
+    CreditGrant.created_at,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceState:
-    balance: Decimal
-    monthly_granted_for: datetime | None
+def _balance_state(row: Any) -> BalanceState:
+    return BalanceState(
+        balance=row.balance,
+        monthly_granted_for=row.monthly_granted_for,
+        next_expiry_at=row.next_expiry_at,
+    )
 
 
 async def get_balance(session: AsyncSession, org_id: uuid.UUID) -> BalanceState | None:
-    stmt = select(CreditBalance.balance, CreditBalance.monthly_granted_for).where(
-        CreditBalance.organization_id == org_id
-    )
+    stmt = select(*_BALANCE_COLUMNS).where(CreditBalance.organization_id == org_id)
     row = (await session.execute(stmt)).first()
-    return BalanceState(row[0], row[1]) if row else None
+    return _balance_state(row) if row else None
 
 
 async def lock_balance(session: AsyncSession, org_id: uuid.UUID, now: datetime) -> BalanceState:
-    """Creates the balance row if missing, then locks it (a row lock on PostgreSQL; SQLite's
-    writers are already serialised by BEGIN IMMEDIATE)."""
+    """The one lock on an org's credits: creates the balance row if missing, then locks it (a
+    row lock on PostgreSQL; SQLite's writers are already serialised by BEGIN IMMEDIATE).
+    Every credit write takes it first, so grants, ledger and balance move together."""
     await session.execute(
         upsert_insert(session, CreditBalance)
         .values(organization_id=org_id, balance=Decimal(0), updated_at=now)
         .on_conflict_do_nothing(index_elements=["organization_id"])
     )
+    stmt = select(*_BALANCE_COLUMNS).where(CreditBalance.organization_id == org_id)
+    return _balance_state((await session.execute(stmt.with_for_update())).one())
+
+
+async def apply_balance(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    delta: Decimal,
+    now: datetime,
+    *,
+    monthly_granted_for: datetime | None,
+    next_expiry_at: datetime | None,
+    ceiling: Decimal | None = None,
+) -> Decimal | None:
+    """Moves the balance by a unit of work's net `delta` in one conditional statement: only if
+    it stays at or above zero (and within `ceiling`). Returns the new balance, or None when
+    refused."""
+    new_balance = CreditBalance.balance + delta
+    conditions = [CreditBalance.organization_id == org_id, new_balance >= 0]
+    if ceiling is not None:
+        conditions.append(new_balance <= ceiling)
     stmt = (
-        select(CreditBalance.balance, CreditBalance.monthly_granted_for)
-        .where(CreditBalance.organization_id == org_id)
-        .with_for_update()
+        update(CreditBalance)
+        .where(*conditions)
+        .values(
+            balance=new_balance,
+            monthly_granted_for=monthly_granted_for,
+            next_expiry_at=next_expiry_at,
+            updated_at=now,
+        )
+        .returning(CreditBalance.balance)
     )
-    row = (await session.execute(stmt)).one()
-    return BalanceState(row[0], row[1])
+    return await session.scalar(stmt)
+
+
+# Grants
+
+
+async def live_grants(session: AsyncSession, org_id: uuid.UUID) -> list[GrantState]:
+    """Grants with credits left, expired or not (the caller decides at its `now`)."""
+    stmt = select(*_GRANT_COLUMNS).where(
+        CreditGrant.organization_id == org_id, CreditGrant.remaining > 0
+    )
+    return [
+        GrantState(
+            id=row.id,
+            kind=row.kind,
+            amount=row.amount,
+            remaining=row.remaining,
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+        )
+        for row in await session.execute(stmt)
+    ]
+
+
+async def insert_grant(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    grant: GrantState,
+    *,
+    allowance_month: datetime | None = None,
+    stripe_checkout_session_id: str | None = None,
+) -> bool:
+    """False when the grant's month or checkout session already has one (the unique
+    constraints decide, in the same statement)."""
+    stmt = (
+        upsert_insert(session, CreditGrant)
+        .values(
+            id=grant.id,
+            organization_id=org_id,
+            kind=grant.kind,
+            amount=grant.amount,
+            remaining=grant.remaining,
+            expires_at=grant.expires_at,
+            allowance_month=allowance_month,
+            stripe_checkout_session_id=stripe_checkout_session_id,
+            created_at=grant.created_at,
+        )
+        .on_conflict_do_nothing()
+        .returning(CreditGrant.id)
+    )
+    return await session.scalar(stmt) is not None
+
+
+async def draw_from_grant(session: AsyncSession, grant_id: uuid.UUID, amount: Decimal) -> bool:
+    """Takes `amount` only where the grant still holds it; False when it does not."""
+    result = await session.execute(
+        update(CreditGrant)
+        .where(CreditGrant.id == grant_id, CreditGrant.remaining >= amount)
+        .values(remaining=CreditGrant.remaining - amount)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def expire_grant(
+    session: AsyncSession, grant_id: uuid.UUID, remaining: Decimal, now: datetime
+) -> bool:
+    """Writes off an expired grant's remainder exactly once: only while it still holds the
+    `remaining` the caller is about to enter in the ledger, and is not yet written off."""
+    result = await session.execute(
+        update(CreditGrant)
+        .where(
+            CreditGrant.id == grant_id,
+            CreditGrant.expired_at.is_(None),
+            CreditGrant.expires_at <= now,
+            CreditGrant.remaining == remaining,
+        )
+        .values(remaining=Decimal(0), expired_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def grant_for_checkout_session(
+    session: AsyncSession, stripe_checkout_session_id: str
+) -> uuid.UUID | None:
+    return await session.scalar(
+        select(CreditGrant.id).where(
+            CreditGrant.stripe_checkout_session_id == stripe_checkout_session_id
+        )
+    )
+
+
+# Ledger
 
 
 async def insert_entry(
     session: AsyncSession,
     org_id: uuid.UUID,
-    kind: CreditEntryKind,
+    kind: CreditEntryKind | str,
     amount: Decimal,
     now: datetime,
     *,
+    entry_id: uuid.UUID | None = None,
     idempotency_key: str | None = None,
     reason: str | None = None,
     actor_user_id: uuid.UUID | None = None,
+    grant_id: uuid.UUID | None = None,
 ) -> uuid.UUID | None:
     """Appends an entry; None when its idempotency key was already used (the unique
     constraint decides, in the same statement)."""
     stmt = (
         upsert_insert(session, CreditLedgerEntry)
         .values(
-            id=uuid.uuid4(),
+            id=entry_id or uuid.uuid4(),
             organization_id=org_id,
             kind=kind,
             amount=amount,
             idempotency_key=idempotency_key,
             reason=reason,
             actor_user_id=actor_user_id,
+            grant_id=grant_id,
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
@@ -85,55 +224,6 @@ async def get_entry_by_key(
         CreditLedgerEntry.idempotency_key == idempotency_key,
     )
     return await session.scalar(stmt)
-
-
-async def credit_balance(
-    session: AsyncSession,
-    org_id: uuid.UUID,
-    amount: Decimal,
-    now: datetime,
-    *,
-    ceiling: Decimal | None,
-) -> Decimal | None:
-    """Adds `amount` in one atomic upsert, only if the balance stays within `ceiling`.
-    Returns the new balance, or None when the ceiling refused it."""
-    if ceiling is not None and amount > ceiling:
-        return None
-    insert = upsert_insert(session, CreditBalance).values(
-        organization_id=org_id, balance=amount, updated_at=now
-    )
-    new_balance = CreditBalance.balance + insert.excluded.balance
-    stmt = insert.on_conflict_do_update(
-        index_elements=["organization_id"],
-        set_={"balance": new_balance, "updated_at": insert.excluded.updated_at},
-        where=(new_balance <= ceiling) if ceiling is not None else None,
-    ).returning(CreditBalance.balance)
-    return await session.scalar(stmt)
-
-
-async def debit_balance(
-    session: AsyncSession, org_id: uuid.UUID, amount: Decimal, now: datetime
-) -> Decimal | None:
-    """The one statement that keeps the balance from going below zero: it subtracts only
-    where the balance covers the amount, atomically under the row lock the UPDATE takes.
-    Returns the new balance, or None when it does not cover it."""
-    stmt = (
-        update(CreditBalance)
-        .where(CreditBalance.organization_id == org_id, CreditBalance.balance >= amount)
-        .values(balance=CreditBalance.balance - amount, updated_at=now)
-        .returning(CreditBalance.balance)
-    )
-    return await session.scalar(stmt)
-
-
-async def mark_monthly_granted(
-    session: AsyncSession, org_id: uuid.UUID, period_start: datetime, now: datetime
-) -> None:
-    await session.execute(
-        update(CreditBalance)
-        .where(CreditBalance.organization_id == org_id)
-        .values(monthly_granted_for=period_start, updated_at=now)
-    )
 
 
 async def list_entries(

@@ -38,6 +38,7 @@ async def consume_credits(
 ) -> schemas.CreditBalanceOut:
     now = utcnow()
     plan = await plan_for_access(session, access, store, now)
-    return schemas.CreditBalanceOut(
-        total_credits=await service.consume(session, access, plan, body, now)
+    total = await service.consume(
+        session, access.organization.id, access.actor_user_id, plan, body, now
     )
+    return schemas.CreditBalanceOut(total_credits=total)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field, field_validator
 
 from orgbill.kit.schemas import DecimalNumber, RequestSchema, Schema, UTCDatetime
 from orgbill.models.types import CREDIT_SCALE
@@ -14,6 +15,7 @@ CreditAmountIn = Annotated[
     Decimal,
     Field(gt=0, le=Decimal(1_000_000_000), decimal_places=CREDIT_SCALE, allow_inf_nan=False),
 ]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CreditConsume(RequestSchema):
@@ -25,6 +27,22 @@ class CreditConsume(RequestSchema):
 class CreditGrant(RequestSchema):
     amount: CreditAmountIn
     reason: Annotated[str, Field(min_length=1, max_length=500)]
+    kind: Literal["grant", "promotional"] = "grant"
+    # Null: never expires. Must lie in the future (checked against the server's clock).
+    expires_at: AwareDatetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("timestamp out of range") from exc
+        if value < _EPOCH:
+            raise ValueError("timestamp out of range")
+        return value
 
 
 class CreditEntry(Schema):
@@ -34,6 +52,19 @@ class CreditEntry(Schema):
     idempotency_key: str | None
     reason: str | None
     actor_user_id: uuid.UUID | None
+    grant_id: uuid.UUID | None = None
+    created_at: UTCDatetime
+    # True for an entry that is due (a monthly allowance, an expired remainder) and is
+    # written, with this id and time, by the org's next credit movement.
+    pending: bool = False
+
+
+class CreditGrantOut(Schema):
+    id: uuid.UUID
+    kind: Literal["monthly", "purchase", "grant", "promotional"]
+    amount: DecimalNumber
+    remaining: DecimalNumber
+    expires_at: UTCDatetime | None
     created_at: UTCDatetime
 
 
@@ -43,6 +74,7 @@ class CreditBalanceOut(Schema):
 
 class CreditGranted(Schema):
     entry: CreditEntry
+    grant: CreditGrantOut
     total_credits: DecimalNumber
 
 
@@ -50,8 +82,10 @@ class Credits(Schema):
     total_credits: DecimalNumber
     max_credits: int | None
     extra_credit_price: DecimalNumber
-    # This period's monthly credits, included in total_credits, that are written to the
-    # ledger by the next credit movement (reads never write).
+    # This month's allowance, included in total_credits (and shown in grants and ledger)
+    # before the next credit movement writes it (reads never write).
     pending_monthly_grant: DecimalNumber
+    # Unexpired grants with credits left, in the order consumption draws from them.
+    grants: list[CreditGrantOut]
     ledger: list[CreditEntry]
     next_cursor: str | None

@@ -1,12 +1,16 @@
-"""The credit ledger: grants, consumption, purchases and expiry as append-only entries whose
-sum is the balance. The balance row moves in the same transaction as each entry, only
-through conditional atomic statements, so the two cannot diverge and it never goes below
-zero. The plan's monthly credits are granted lazily, once per billing period, by the first
-credit movement of that period (no job)."""
+"""Credits: grants drawn down by consumption, written off at expiry, topped up monthly, by
+admins and by purchases — and a ledger with one entry per movement whose sum is the balance.
+
+Every write first takes the org's credit lock (its balance row), then records what has become
+due (ledger.settle: expiries, monthly allowances), then does its own movement, and finally
+moves the balance row by the net amount in one conditional statement. Reads compute the same
+settlement without writing, so they show what the next write will record.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -14,14 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.admin import audit
 from orgbill.auth.principal import OrgAccess
-from orgbill.credits import repository, schemas
-from orgbill.credits.repository import BalanceState
+from orgbill.credits import ledger, repository, schemas
+from orgbill.credits.ledger import Allowance, BalanceState, GrantState, Settlement
 from orgbill.entitlements.resolver import EffectivePlan
-from orgbill.errors import Conflict, InsufficientCredits, LimitExceeded
+from orgbill.errors import Conflict, InsufficientCredits, LimitExceeded, ValidationFailed
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import isoformat_z
-from orgbill.models import CreditBalance, CreditEntryKind, Organization
-from orgbill.usage.periods import Period, billing_period
+from orgbill.models import CreditEntryKind, CreditGrantKind, CreditLedgerEntry, Organization
+from orgbill.usage.periods import billing_period
 
 
 def _count_limit(plan: EffectivePlan, name: str) -> int | None:
@@ -29,69 +33,229 @@ def _count_limit(plan: EffectivePlan, name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def monthly_grant_amount(plan: EffectivePlan, balance: Decimal) -> Decimal:
-    """The plan's monthly credits, capped so the balance never passes max_credits."""
-    monthly = Decimal(_count_limit(plan, "monthly_credits") or 0)
-    cap = _count_limit(plan, "max_credits")
-    if cap is None:
-        return monthly
-    return max(Decimal(0), min(monthly, Decimal(cap) - balance))
+def max_credits(plan: EffectivePlan) -> int | None:
+    return _count_limit(plan, "max_credits")
 
 
-def _grant_is_due(state: BalanceState | None, period: Period) -> bool:
-    return state is None or state.monthly_granted_for != period.start
+def extra_credit_price(plan: EffectivePlan) -> Decimal:
+    price = plan.limits["extra_credit_price"].value if "extra_credit_price" in plan.limits else 0
+    return price if isinstance(price, Decimal) else Decimal(0)
 
 
-def displayed_balance(
-    state: CreditBalance | BalanceState | None, plan: EffectivePlan, now: datetime
-) -> tuple[Decimal, Decimal]:
-    """(total_credits, the part of it that is this period's not-yet-written monthly grant).
-    Pure, so the profile read can show it without writing."""
-    balance = state.balance if state is not None else Decimal(0)
-    snapshot = BalanceState(balance, state.monthly_granted_for) if state is not None else None
-    pending = (
-        monthly_grant_amount(plan, balance)
-        if _grant_is_due(snapshot, billing_period(plan, now))
-        else Decimal(0)
+def allowance(plan: EffectivePlan, now: datetime) -> Allowance:
+    """The one place credits read the plan's period: its allowance months so far."""
+    cap = max_credits(plan)
+    return Allowance(
+        monthly=Decimal(_count_limit(plan, "monthly_credits") or 0),
+        cap=Decimal(cap) if cap is not None else None,
+        rollover=plan.plan.credits_rollover,
+        months=ledger.allowance_months(billing_period(plan, now), now),
     )
-    return balance + pending, pending
 
 
-async def ensure_monthly_grant(
-    session: AsyncSession, org_id: uuid.UUID, plan: EffectivePlan, now: datetime
+def ensure_covers(available: Decimal, requested: Decimal) -> None:
+    """The consume check, in one place: what may be spent must cover the request."""
+    if requested > available:
+        raise InsufficientCredits(
+            f"Not enough credits: {available} available, {requested} requested",
+            details={"available": str(available), "requested": str(requested)},
+        )
+
+
+# Reads (never write)
+
+
+async def total_credits(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    plan: EffectivePlan,
+    now: datetime,
+    state: BalanceState | None,
+) -> Decimal:
+    """`state`: the balance row, often fetched with the caller's identity. The grants are
+    read only when one may have expired since the last write."""
+    grants = (
+        await repository.live_grants(session, org_id)
+        if state is not None and state.may_have_expired(now)
+        else None
+    )
+    return ledger.settle(org_id, state, grants, allowance(plan, now), now).total
+
+
+def _grant_schema(grant: GrantState) -> schemas.CreditGrantOut:
+    return schemas.CreditGrantOut(
+        id=grant.id,
+        kind=grant.kind,
+        amount=grant.amount,
+        remaining=grant.remaining,
+        expires_at=grant.expires_at,
+        created_at=grant.created_at,
+    )
+
+
+def _pending_entries(org_id: uuid.UUID, settlement: Settlement) -> list[schemas.CreditEntry]:
+    """What the next write will enter, with the ids and times it will use."""
+    entries = [
+        schemas.CreditEntry(
+            id=due.entry_id,
+            kind=CreditEntryKind.EXPIRY,
+            amount=-due.grant.remaining,
+            idempotency_key=due.idempotency_key,
+            reason=_expiry_reason(due.at),
+            actor_user_id=None,
+            grant_id=due.grant.id,
+            created_at=due.at,
+            pending=True,
+        )
+        for due in settlement.expiries
+    ] + [
+        schemas.CreditEntry(
+            id=due.entry_id,
+            kind=CreditEntryKind.MONTHLY,
+            amount=due.grant.amount,
+            idempotency_key=due.idempotency_key,
+            reason=_monthly_reason(due),
+            actor_user_id=None,
+            grant_id=due.grant.id,
+            created_at=due.grant.created_at,
+            pending=True,
+        )
+        for due in settlement.monthly
+    ]
+    return sorted(entries, key=lambda e: (e.created_at, str(e.id)), reverse=True)
+
+
+async def overview(
+    session: AsyncSession,
+    access: OrgAccess,
+    plan: EffectivePlan,
+    params: PageParams,
+    now: datetime,
+) -> schemas.Credits:
+    org_id = access.organization.id
+    state = await repository.get_balance(session, org_id)
+    grants = await repository.live_grants(session, org_id)
+    settlement = ledger.settle(org_id, state, grants, allowance(plan, now), now)
+    rows = await repository.list_entries(session, org_id, params)
+    page, cursor = build_page(rows, params)
+    # Entries not yet written come first (they are the newest), on the first page only.
+    pending = _pending_entries(org_id, settlement) if params.cursor is None else []
+    assert settlement.live is not None
+    return schemas.Credits(
+        total_credits=settlement.total,
+        max_credits=max_credits(plan),
+        extra_credit_price=extra_credit_price(plan),
+        pending_monthly_grant=settlement.pending_monthly,
+        grants=[_grant_schema(grant) for grant in settlement.live],
+        ledger=pending + [_entry_schema(row) for row in page],
+        next_cursor=cursor,
+    )
+
+
+def _entry_schema(row: CreditLedgerEntry) -> schemas.CreditEntry:
+    return schemas.CreditEntry.model_validate(row)
+
+
+# Writes
+
+
+@dataclass(slots=True)
+class _Unit:
+    """A credit write in progress: the org's credit lock is held, what was due is recorded."""
+
+    org_id: uuid.UUID
+    now: datetime
+    settlement: Settlement
+    live: list[GrantState] = field(default_factory=list)
+
+    @property
+    def total(self) -> Decimal:
+        return self.settlement.total
+
+
+def _changed() -> Conflict:
+    # Only reachable if something wrote credits without the lock: refuse rather than guess.
+    return Conflict("The organization's credits changed concurrently; retry")
+
+
+def _expiry_reason(at: datetime) -> str:
+    return f"Remainder expired at {isoformat_z(at)}"
+
+
+def _monthly_reason(due: ledger.DueMonthly) -> str:
+    return f"Monthly credits for {isoformat_z(due.month.start)} to {isoformat_z(due.month.end)}"
+
+
+async def _record_settlement(
+    session: AsyncSession, org_id: uuid.UUID, settlement: Settlement, now: datetime
 ) -> None:
-    period = billing_period(plan, now)
-    if not _grant_is_due(await repository.get_balance(session, org_id), period):
-        return
-    locked = await repository.lock_balance(session, org_id, now)
-    if not _grant_is_due(locked, period):  # a concurrent request granted it while we waited
-        return
-    amount = monthly_grant_amount(plan, locked.balance)
-    # The key makes "once per org and period" a database guarantee, not just this check's.
-    inserted = await repository.insert_entry(
+    for expiry in settlement.expiries:
+        if not await repository.expire_grant(session, expiry.grant.id, expiry.grant.remaining, now):
+            raise _changed()
+        await repository.insert_entry(
+            session,
+            org_id,
+            CreditEntryKind.EXPIRY,
+            -expiry.grant.remaining,
+            expiry.at,
+            entry_id=expiry.entry_id,
+            idempotency_key=expiry.idempotency_key,
+            reason=_expiry_reason(expiry.at),
+            grant_id=expiry.grant.id,
+        )
+    for monthly in settlement.monthly:
+        if not await repository.insert_grant(
+            session, org_id, monthly.grant, allowance_month=monthly.month.start
+        ):
+            raise _changed()
+        await repository.insert_entry(
+            session,
+            org_id,
+            CreditEntryKind.MONTHLY,
+            monthly.grant.amount,
+            monthly.grant.created_at,
+            entry_id=monthly.entry_id,
+            idempotency_key=monthly.idempotency_key,
+            reason=_monthly_reason(monthly),
+            grant_id=monthly.grant.id,
+        )
+
+
+async def _open(
+    session: AsyncSession, org_id: uuid.UUID, plan: EffectivePlan, now: datetime
+) -> _Unit:
+    state = await repository.lock_balance(session, org_id, now)
+    grants = await repository.live_grants(session, org_id)
+    settlement = ledger.settle(org_id, state, grants, allowance(plan, now), now)
+    await _record_settlement(session, org_id, settlement, now)
+    assert settlement.live is not None
+    return _Unit(org_id=org_id, now=now, settlement=settlement, live=list(settlement.live))
+
+
+async def _close(
+    session: AsyncSession, unit: _Unit, movement: Decimal, *, ceiling: Decimal | None = None
+) -> Decimal | None:
+    """Moves the balance row by what became due plus this write's own `movement`."""
+    return await repository.apply_balance(
         session,
-        org_id,
-        CreditEntryKind.GRANT,
-        amount,
-        now,
-        idempotency_key=f"monthly-credits:{isoformat_z(period.start)}",
-        reason=f"Monthly credits of the {plan.plan.name} plan for the period from "
-        f"{isoformat_z(period.start)}",
+        unit.org_id,
+        unit.settlement.delta + movement,
+        unit.now,
+        monthly_granted_for=unit.settlement.granted_for,
+        next_expiry_at=ledger.next_expiry(unit.live),
+        ceiling=ceiling,
     )
-    if inserted is not None and amount > 0:
-        await repository.credit_balance(session, org_id, amount, now, ceiling=None)
-    await repository.mark_monthly_granted(session, org_id, period.start, now)
 
 
 async def consume(
     session: AsyncSession,
-    access: OrgAccess,
+    org_id: uuid.UUID,
+    actor_user_id: uuid.UUID | None,
     plan: EffectivePlan,
     body: schemas.CreditConsume,
     now: datetime,
 ) -> Decimal:
-    org_id = access.organization.id
-    await ensure_monthly_grant(session, org_id, plan, now)
+    unit = await _open(session, org_id, plan, now)
     entry_id = await repository.insert_entry(
         session,
         org_id,
@@ -100,28 +264,30 @@ async def consume(
         now,
         idempotency_key=body.idempotency_key,
         reason=body.reason,
-        actor_user_id=access.actor_user_id,
+        actor_user_id=actor_user_id,
     )
     if entry_id is None:
-        return await _replayed_consume(session, org_id, body)
-    new_balance = await repository.debit_balance(session, org_id, body.amount, now)
-    if new_balance is None:
-        state = await repository.get_balance(session, org_id)
-        available = state.balance if state else Decimal(0)
-        # Raising rolls back the entry above: a refused consume leaves no trace and its key
-        # stays free for a retry.
-        raise InsufficientCredits(
-            f"Not enough credits: {available} available, {body.amount} requested",
-            details={"available": str(available), "requested": str(body.amount)},
-        )
+        await _check_replay(session, org_id, body)
+        await _close(session, unit, Decimal(0))
+        return unit.total
+    # Raising rolls back everything above: a refused consume leaves no trace and its key
+    # stays free for a retry.
+    ensure_covers(unit.total, body.amount)
+    draws, unit.live = ledger.draws_for(unit.live, body.amount)
+    for draw in draws:
+        if not await repository.draw_from_grant(session, draw.grant_id, draw.amount):
+            raise _changed()
+    new_balance = await _close(session, unit, -body.amount)
+    if new_balance is None:  # the balance row disagrees with the grants
+        raise _changed()
     return new_balance
 
 
-async def _replayed_consume(
+async def _check_replay(
     session: AsyncSession, org_id: uuid.UUID, body: schemas.CreditConsume
-) -> Decimal:
-    """A repeated key answers with the current balance and changes nothing, unless it is
-    being reused for a different consumption (Stripe's rule: that is an error)."""
+) -> None:
+    """A repeated key changes nothing, unless it is being reused for a different consumption
+    (Stripe's rule: that is an error)."""
     original = await repository.get_entry_by_key(session, org_id, body.idempotency_key)
     if (
         original is None
@@ -129,8 +295,6 @@ async def _replayed_consume(
         or (-original.amount != body.amount)
     ):
         raise Conflict("This idempotency key was already used for a different operation")
-    state = await repository.get_balance(session, org_id)
-    return state.balance if state else Decimal(0)
 
 
 async def grant(
@@ -142,64 +306,109 @@ async def grant(
     now: datetime,
 ) -> schemas.CreditGranted:
     """An admin grant, capped by the plan's max_credits; audited in the same transaction."""
-    await ensure_monthly_grant(session, org.id, plan, now)
-    cap = _count_limit(plan, "max_credits")
-    new_balance = await repository.credit_balance(
-        session, org.id, body.amount, now, ceiling=Decimal(cap) if cap is not None else None
-    )
-    if new_balance is None:
-        state = await repository.get_balance(session, org.id)
-        balance = state.balance if state else Decimal(0)
-        raise LimitExceeded(
-            f"The {plan.plan.name} plan caps credits at {cap}; the balance is {balance}",
-            details={"limit": "max_credits", "value": cap, "balance": str(balance)},
+    if body.expires_at is not None and body.expires_at <= now:
+        raise ValidationFailed(
+            "expires_at must be in the future",
+            details=[{"loc": ["body", "expires_at"], "msg": "must be in the future"}],
         )
+    unit = await _open(session, org.id, plan, now)
+    cap = max_credits(plan)
+    if cap is not None and unit.total + body.amount > cap:
+        raise LimitExceeded(
+            f"The {plan.plan.name} plan caps credits at {cap}; the balance is {unit.total}",
+            details={"limit": "max_credits", "value": cap, "balance": str(unit.total)},
+        )
+    new_grant = GrantState(
+        id=uuid.uuid4(),
+        kind=body.kind,
+        amount=body.amount,
+        remaining=body.amount,
+        expires_at=body.expires_at,
+        created_at=now,
+    )
+    await repository.insert_grant(session, org.id, new_grant)
     entry_id = await repository.insert_entry(
         session,
         org.id,
-        CreditEntryKind.GRANT,
+        body.kind,
         body.amount,
         now,
         reason=body.reason,
         actor_user_id=actor_user_id,
+        grant_id=new_grant.id,
     )
     assert entry_id is not None  # no idempotency key, so nothing can conflict
+    unit.live.append(new_grant)
+    new_balance = await _close(
+        session, unit, body.amount, ceiling=Decimal(cap) if cap is not None else None
+    )
+    if new_balance is None:
+        raise _changed()
     await audit.record(
         session,
         actor_user_id=actor_user_id,
         action="credits.grant",
         organization_id=org.id,
-        details={"amount": str(body.amount), "reason": body.reason, "entry_id": str(entry_id)},
+        details={
+            "amount": str(body.amount),
+            "kind": body.kind,
+            "expires_at": isoformat_z(body.expires_at) if body.expires_at else None,
+            "reason": body.reason,
+            "grant_id": str(new_grant.id),
+            "entry_id": str(entry_id),
+        },
     )
     entry = schemas.CreditEntry(
         id=entry_id,
-        kind=CreditEntryKind.GRANT,
+        kind=body.kind,
         amount=body.amount,
         idempotency_key=None,
         reason=body.reason,
         actor_user_id=actor_user_id,
+        grant_id=new_grant.id,
         created_at=now,
     )
-    return schemas.CreditGranted(entry=entry, total_credits=new_balance)
-
-
-async def overview(
-    session: AsyncSession,
-    access: OrgAccess,
-    plan: EffectivePlan,
-    params: PageParams,
-    now: datetime,
-) -> schemas.Credits:
-    org_id = access.organization.id
-    total, pending = displayed_balance(await repository.get_balance(session, org_id), plan, now)
-    rows = await repository.list_entries(session, org_id, params)
-    page, cursor = build_page(rows, params)
-    extra_price = plan.limits["extra_credit_price"].value
-    return schemas.Credits(
-        total_credits=total,
-        max_credits=_count_limit(plan, "max_credits"),
-        extra_credit_price=extra_price if isinstance(extra_price, Decimal) else Decimal(0),
-        pending_monthly_grant=pending,
-        ledger=[schemas.CreditEntry.model_validate(row) for row in page],
-        next_cursor=cursor,
+    return schemas.CreditGranted(
+        entry=entry, grant=_grant_schema(new_grant), total_credits=new_balance
     )
+
+
+async def record_purchase(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    plan: EffectivePlan,
+    checkout_session_id: str,
+    quantity: Decimal,
+    now: datetime,
+) -> bool:
+    """Adds the `purchase` grant of a paid Checkout session, once per session however often
+    it is reported; paid for, so not capped by max_credits. False when already added."""
+    if await repository.grant_for_checkout_session(session, checkout_session_id) is not None:
+        return False  # the common duplicate: no lock taken
+    unit = await _open(session, org_id, plan, now)
+    purchase = GrantState(
+        id=uuid.uuid4(),
+        kind=CreditGrantKind.PURCHASE,
+        amount=quantity,
+        remaining=quantity,
+        expires_at=None,
+        created_at=now,
+    )
+    added = await repository.insert_grant(
+        session, org_id, purchase, stripe_checkout_session_id=checkout_session_id
+    )
+    if added:
+        await repository.insert_entry(
+            session,
+            org_id,
+            CreditEntryKind.PURCHASE,
+            quantity,
+            now,
+            idempotency_key=f"checkout:{checkout_session_id}",
+            reason=f"Bought through Stripe Checkout session {checkout_session_id}",
+            grant_id=purchase.id,
+        )
+        unit.live.append(purchase)
+    if await _close(session, unit, quantity if added else Decimal(0)) is None:
+        raise _changed()
+    return added

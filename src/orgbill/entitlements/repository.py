@@ -45,7 +45,11 @@ _SUBSCRIPTION_COLUMNS = (
     Subscription.current_period_start,
     Subscription.current_period_end,
 )
-_BALANCE_COLUMNS = (CreditBalance.balance, CreditBalance.monthly_granted_for)
+_BALANCE_COLUMNS = (
+    CreditBalance.balance,
+    CreditBalance.monthly_granted_for,
+    CreditBalance.next_expiry_at,
+)
 
 
 def current_subscription_id(org_id: Any) -> Any:
@@ -112,12 +116,14 @@ def plan_inputs_from_row(values: Sequence[Any]) -> PlanInputs:
             current_period_start=period_start,
             current_period_end=period_end,
         )
-    balance, granted_for = values[11:13]
+    balance, granted_for, next_expiry_at = values[11:14]
     return PlanInputs(
         contract=contract,
         subscription=subscription,
         catalog_revision=values[10],
-        credit_balance=BalanceState(balance, granted_for) if balance is not None else None,
+        credit_balance=(
+            BalanceState(balance, granted_for, next_expiry_at) if balance is not None else None
+        ),
     )
 
 

@@ -4,6 +4,7 @@ from orgbill.models.api_key import ApiKey
 from orgbill.models.audit_log import AuditLog
 from orgbill.models.base import Base
 from orgbill.models.credit_balance import CreditBalance
+from orgbill.models.credit_grant import CreditGrant, CreditGrantKind
 from orgbill.models.credit_ledger_entry import CreditEntryKind, CreditLedgerEntry
 from orgbill.models.enterprise_contract import EnterpriseContract
 from orgbill.models.invoice import Invoice
@@ -22,6 +23,8 @@ __all__ = [
     "Base",
     "CreditBalance",
     "CreditEntryKind",
+    "CreditGrant",
+    "CreditGrantKind",
     "CreditLedgerEntry",
     "EnterpriseContract",
     "Invoice",

@@ -23,6 +23,9 @@ class CreditBalance(Base):
         ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
     )
     balance: Mapped[Decimal] = mapped_column(CreditAmount())
-    # Start of the last billing period whose monthly credits were granted.
+    # Start of the latest allowance month whose monthly credits were recorded.
     monthly_granted_for: Mapped[datetime | None] = mapped_column()
+    # The earliest `expires_at` among grants with credits left: a read before it needs no
+    # look at the grants (the profile rides on one row); a read after it does.
+    next_expiry_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()

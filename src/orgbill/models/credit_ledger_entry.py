@@ -13,9 +13,12 @@ from orgbill.models.types import CreditAmount
 
 
 class CreditEntryKind(StrEnum):
+    # A grant's arrival is entered under its grant kind (orgbill.models.CreditGrantKind).
+    MONTHLY = "monthly"
     GRANT = "grant"
-    CONSUME = "consume"
+    PROMOTIONAL = "promotional"
     PURCHASE = "purchase"
+    CONSUME = "consume"
     EXPIRY = "expiry"
 
 
@@ -38,5 +41,9 @@ class CreditLedgerEntry(IdMixin, Base):
     reason: Mapped[str | None] = mapped_column(String(500))
     actor_user_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("user.id", ondelete="SET NULL")
+    )
+    # The grant an arrival or an expiry is about (consumption may span several: see grants).
+    grant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("credit_grant.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column()

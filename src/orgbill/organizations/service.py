@@ -249,7 +249,7 @@ async def get_profile(
         if access.plan_inputs is not None
         else await credits_repository.get_balance(session, access.organization.id)
     )
-    total_credits, _ = credits.displayed_balance(balance, plan, now)
+    total_credits = await credits.total_credits(session, access.organization.id, plan, now, balance)
     return profile_schema(access.organization, plan, total_credits)
 
 

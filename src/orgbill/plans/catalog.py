@@ -50,6 +50,11 @@ def limits_json(limits: Mapping[str, LimitValue]) -> dict[str, Any]:
     return {name: display_limit(value) for name, value in limits.items()}
 
 
+def to_minor_units(amount: Decimal, currency: str) -> Decimal:
+    """A major-unit amount (a display price) in the currency's minor units, unrounded."""
+    return amount.scaleb(_MINOR_UNIT_EXPONENT.get(currency.lower(), 2))
+
+
 class CatalogError(ValueError):
     """A plans file that cannot be used; the message names the plan and field."""
 
@@ -75,6 +80,8 @@ class PlanDef:
     stripe_lookup_key: str | None
     limits: dict[str, LimitValue]
     features: tuple[str, ...]
+    # Monthly credits normally expire at the end of their month; with rollover they stay.
+    credits_rollover: bool = False
 
     @property
     def price(self) -> int | float:
@@ -158,6 +165,7 @@ def _parse_plan(code: str, data: Any) -> PlanDef:
         "limits",
         "stripe_price_id",
         "stripe_lookup_key",
+        "credits_rollover",
     }
     for key in data:
         if key not in known:
@@ -183,6 +191,9 @@ def _parse_plan(code: str, data: Any) -> PlanDef:
     if missing:
         raise CatalogError(f"plan '{code}', limit '{missing[0]}': missing")
     limits = {name: parse_limit(code, name, raw) for name, raw in raw_limits.items()}
+    rollover = data.get("credits_rollover", False)
+    if not isinstance(rollover, bool):
+        raise CatalogError(f"plan '{code}', field 'credits_rollover': must be true or false")
     currency = _text(code, data, "currency")
     assert currency is not None
     return PlanDef(
@@ -197,6 +208,7 @@ def _parse_plan(code: str, data: Any) -> PlanDef:
         stripe_lookup_key=_text(code, data, "stripe_lookup_key", required=False),
         limits=limits,
         features=tuple(features),
+        credits_rollover=rollover,
     )
 
 

@@ -21,6 +21,7 @@ class PlanOut(Schema):
     stripe_lookup_key: str | None
     limits: dict[str, Any]
     features: list[str]
+    credits_rollover: bool = False
 
 
 class PlanList(Schema):

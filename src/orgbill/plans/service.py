@@ -145,6 +145,7 @@ def plan_out(plan: PlanDef) -> schemas.PlanOut:
         stripe_lookup_key=plan.stripe_lookup_key,
         limits=limits_json(plan.limits),
         features=list(plan.features),
+        credits_rollover=plan.credits_rollover,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import stripe
 
 from orgbill.config import Settings
+from orgbill.stripe_sync.mappers import CREDITS_PURPOSE, CREDITS_QUANTITY_KEY, PURPOSE_KEY
 
 # Pinned: the shapes we read (periods on items, invoice.parent) are those of this version. The
 # mappers still read older shapes, for events sent under an endpoint's older version.
@@ -111,6 +112,51 @@ class StripeGateway:
         )
         return CheckoutSession(id=session.id, url=session.url)
 
+    async def create_credit_checkout_session(
+        self,
+        *,
+        organization_id: uuid.UUID,
+        customer_id: str,
+        credits: int,
+        amount: int,
+        currency: str,
+        description: str,
+        success_url: str,
+        cancel_url: str,
+        request_key: str,
+    ) -> CheckoutSession:
+        """A one-off payment for `credits` credits: one line item whose unit amount is the
+        whole price in minor units (quantity 1, so Stripe charges exactly what we computed)."""
+        metadata = {
+            "organization_id": str(organization_id),
+            PURPOSE_KEY: CREDITS_PURPOSE,
+            CREDITS_QUANTITY_KEY: str(credits),
+        }
+        params: Any = {
+            "mode": "payment",
+            "customer": customer_id,
+            "client_reference_id": str(organization_id),
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency,
+                        "unit_amount": amount,
+                        "product_data": {"name": f"{credits} credits", "description": description},
+                    },
+                }
+            ],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+        }
+        options: Any = {"idempotency_key": idempotency_key("credits-checkout", request_key)}
+        session = await self._call(
+            lambda: self._client.v1.checkout.sessions.create(params=params, options=options)
+        )
+        return CheckoutSession(id=session.id, url=session.url)
+
     async def create_portal_session(
         self, *, customer_id: str, return_url: str, request_key: str
     ) -> str:
@@ -139,6 +185,18 @@ class StripeGateway:
     async def list_invoices(self, customer_id: str | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"customer": customer_id} if customer_id else {}
         return await self._list(self._client.v1.invoices.list, params)
+
+    async def list_paid_credit_checkouts(
+        self, customer_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Completed Checkout sessions that bought credits (reconciliation's purchases)."""
+        params: dict[str, Any] = {"status": "complete"}
+        if customer_id:
+            params["customer"] = customer_id
+        sessions = await self._list(self._client.v1.checkout.sessions.list, params)
+        return [
+            s for s in sessions if (s.get("metadata") or {}).get(PURPOSE_KEY) == CREDITS_PURPOSE
+        ]
 
     async def _list(self, method: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
         def fetch_all() -> list[dict[str, Any]]:

@@ -18,8 +18,12 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.credits import service as credits_service
+from orgbill.entitlements.repository import load_plan_inputs
+from orgbill.entitlements.resolver import EffectivePlan
+from orgbill.entitlements.service import resolve_with
 from orgbill.kit.time import utcnow
-from orgbill.models import StripeEventStatus
+from orgbill.models import Organization, StripeEventStatus
 from orgbill.plans.catalog import Catalog, PlanDef
 from orgbill.stripe_sync import mappers, repository
 from orgbill.stripe_sync.mappers import (
@@ -281,6 +285,45 @@ async def apply_checkout(session: AsyncSession, snapshot: CheckoutSnapshot) -> O
     return Outcome("unchanged", f"checkout {session_id} completed", org_id)
 
 
+async def _plan_of(
+    session: AsyncSession, org_id: uuid.UUID, catalog: Catalog, now: datetime
+) -> EffectivePlan:
+    org = await session.get(Organization, org_id)
+    assert org is not None  # found by _organization_for in this transaction
+    return resolve_with(org, await load_plan_inputs(session, org_id), catalog, now)
+
+
+async def apply_credit_purchase(
+    session: AsyncSession, snapshot: CheckoutSnapshot, catalog: Catalog, now: datetime
+) -> Outcome:
+    """A credit purchase's Checkout session: once paid, its credits become a `purchase` grant,
+    exactly once per session (completed and async_payment_succeeded both report it)."""
+    session_id, customer_id = snapshot.stripe_session_id, snapshot.stripe_customer_id
+    org_id = await _organization_for(session, snapshot.organization_id, customer_id)
+    if org_id is None:
+        return Outcome(
+            "unmatched", _no_org("checkout", session_id, snapshot.organization_id, customer_id)
+        )
+    quantity = snapshot.credits_quantity
+    if quantity is None:
+        return Outcome(
+            "unmatched", f"checkout {session_id}: its credits quantity is not a number", org_id
+        )
+    if not snapshot.paid:
+        return Outcome(
+            "unchanged",
+            f"checkout {session_id}: payment {snapshot.payment_status or 'unknown'}; "
+            "credits are added once it is paid",
+            org_id,
+        )
+    if customer_id:
+        await repository.link_customer(session, org_id, customer_id)
+    plan = await _plan_of(session, org_id, catalog, now)
+    if await credits_service.record_purchase(session, org_id, plan, session_id, quantity, now):
+        return Outcome("created", f"checkout {session_id}: {quantity} credits added", org_id)
+    return Outcome("unchanged", f"checkout {session_id}: credits already added", org_id)
+
+
 EventHandler = Callable[[AsyncSession, EventEnvelope, Catalog], Awaitable[Outcome]]
 
 
@@ -300,12 +343,17 @@ async def _on_customer(session: AsyncSession, event: EventEnvelope, _: Catalog) 
     return await apply_customer(session, snapshot, event.created)
 
 
-async def _on_checkout(session: AsyncSession, event: EventEnvelope, _: Catalog) -> Outcome:
-    return await apply_checkout(session, mappers.checkout_snapshot(event.object))
+async def _on_checkout(session: AsyncSession, event: EventEnvelope, catalog: Catalog) -> Outcome:
+    snapshot = mappers.checkout_snapshot(event.object)
+    if snapshot.buys_credits:
+        return await apply_credit_purchase(session, snapshot, catalog, utcnow())
+    return await apply_checkout(session, snapshot)
 
 
 HANDLERS: dict[str, EventHandler] = {
     "checkout.session.completed": _on_checkout,
+    # Delayed payment methods (bank debits) report the payment here, after `completed`.
+    "checkout.session.async_payment_succeeded": _on_checkout,
     **{
         f"customer.subscription.{action}": _on_subscription
         for action in ("created", "updated", "deleted", "paused", "resumed", "trial_will_end")

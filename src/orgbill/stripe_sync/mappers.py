@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 JsonObject = Mapping[str, Any]
@@ -77,12 +78,27 @@ class CustomerSnapshot:
     organization_id: uuid.UUID | None
 
 
+# A credit purchase's Checkout session says so in its metadata (set by StripeGateway).
+PURPOSE_KEY = "orgbill_purpose"
+CREDITS_PURPOSE = "credits"
+CREDITS_QUANTITY_KEY = "credits"
+
+
 @dataclass(frozen=True, slots=True)
 class CheckoutSnapshot:
     stripe_session_id: str
     stripe_customer_id: str | None
     stripe_subscription_id: str | None
     organization_id: uuid.UUID | None  # client_reference_id, else metadata
+    payment_status: str | None = None
+    # A credit purchase's session (metadata marker), and how many credits it bought (None
+    # when the metadata was altered into something that is not a positive number).
+    buys_credits: bool = False
+    credits_quantity: Decimal | None = None
+
+    @property
+    def paid(self) -> bool:
+        return self.payment_status == "paid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,12 +263,33 @@ def customer_snapshot(obj: JsonObject, *, deleted: bool = False) -> CustomerSnap
     )
 
 
+def _buys_credits(obj: JsonObject) -> bool:
+    metadata = obj.get("metadata")
+    return isinstance(metadata, Mapping) and metadata.get(PURPOSE_KEY) == CREDITS_PURPOSE
+
+
+def _credits_quantity(obj: JsonObject) -> Decimal | None:
+    metadata = obj.get("metadata")
+    raw = metadata.get(CREDITS_QUANTITY_KEY) if isinstance(metadata, Mapping) else None
+    try:
+        quantity = Decimal(raw) if isinstance(raw, str) else None
+    except InvalidOperation:
+        return None
+    if quantity is None or not quantity.is_finite() or quantity <= 0 or quantity > 10**9:
+        return None
+    return quantity
+
+
 def checkout_snapshot(obj: JsonObject) -> CheckoutSnapshot:
+    payment_status = obj.get("payment_status")
     return CheckoutSnapshot(
         stripe_session_id=_require_id(obj, "checkout session"),
         stripe_customer_id=ref_id(obj.get("customer")),
         stripe_subscription_id=ref_id(obj.get("subscription")),
         organization_id=organization_id_in(obj.get("client_reference_id")) or _metadata_org(obj),
+        payment_status=payment_status if isinstance(payment_status, str) else None,
+        buys_credits=_buys_credits(obj),
+        credits_quantity=_credits_quantity(obj) if _buys_credits(obj) else None,
     )
 
 

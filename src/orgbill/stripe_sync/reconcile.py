@@ -1,6 +1,7 @@
-"""`orgbill stripe sync`: re-read customers, subscriptions and invoices from Stripe and feed
-each through the handlers webhooks use. Safe any time and twice: an object already mirrored
-comes back `unchanged`; one a newer webhook already moved past comes back `stale`.
+"""`orgbill stripe sync`: re-read customers, subscriptions, invoices and paid credit purchases
+from Stripe and feed each through the handlers webhooks use. Safe any time and twice: an object
+already mirrored comes back `unchanged`; one a newer webhook already moved past comes back
+`stale`.
 
 Each object is applied in its own short transaction, so a long sync holds no lock while it
 waits on Stripe, and an interrupted one keeps what it did.
@@ -122,3 +123,20 @@ class Reconciler:
                 report,
                 lambda s, snap=invoice_snapshot: handlers.apply_invoice(s, snap, observed_at),
             )
+        await self._reconcile_credit_purchases(report, customer_id)
+
+    async def _reconcile_credit_purchases(
+        self, report: ReconcileReport, customer_id: str | None
+    ) -> None:
+        """A paid credit purchase whose webhook never arrived gets its grant here (the
+        handler adds it once per session, so a purchase already added is `unchanged`)."""
+        for checkout in await self._gateway.list_paid_credit_checkouts(customer_id):
+            snapshot = mappers.checkout_snapshot(checkout)
+
+            async def apply_purchase(
+                session: AsyncSession, snapshot: mappers.CheckoutSnapshot = snapshot
+            ) -> Outcome:
+                catalog = await self._store.live(session)
+                return await handlers.apply_credit_purchase(session, snapshot, catalog, utcnow())
+
+            await self._apply("credit_purchase", report, apply_purchase)

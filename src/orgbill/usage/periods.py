@@ -38,7 +38,7 @@ def add_months(anchor: datetime, months: int) -> datetime:
     return anchor.replace(year=year, month=month, day=day)
 
 
-def _months_between(start: datetime, end: datetime) -> int:
+def months_between(start: datetime, end: datetime) -> int:
     months = (end.year - start.year) * 12 + end.month - start.month
     return max(1, months)
 
@@ -67,7 +67,7 @@ def billing_period(plan: EffectivePlan, at: datetime) -> Period:
         stripe_period = Period(as_utc(plan.period_start), as_utc(plan.period_end))
         if stripe_period.contains(at):
             return stripe_period
-        months = _months_between(stripe_period.start, stripe_period.end)
+        months = months_between(stripe_period.start, stripe_period.end)
         # The next period starts exactly where this one ends (a short trial period too).
         anchor = stripe_period.end if at >= stripe_period.end else stripe_period.start
         return period_from_anchor(anchor, months, at)
