@@ -50,16 +50,24 @@ async def test_monthly_credits_show_at_once_and_are_granted_once_per_period(
     assert await profile_credits(client, org) == 100
     before = await credits(client, org)
     assert before["total_credits"] == 100 and before["pending_monthly_grant"] == 100
-    assert before["ledger"] == [] and before["max_credits"] == 1000
-    assert before["extra_credit_price"] == 0.05
+    assert before["max_credits"] == 1000 and before["extra_credit_price"] == 0.05
+    # Shown before it is written: as a grant and as a pending ledger entry, with their ids.
+    [pending_grant] = before["grants"]
+    assert pending_grant["kind"] == "monthly" and pending_grant["remaining"] == 100
+    [pending_entry] = before["ledger"]
+    assert pending_entry["pending"] is True and pending_entry["kind"] == "monthly"
+    assert pending_entry["grant_id"] == pending_grant["id"]
+    assert ledger_sum(before) == Decimal(100)
 
     for key in ("a", "b"):
         assert (await consume(client, org, 10, key)).status_code == 200
     after = await credits(client, org)
     assert after["total_credits"] == 80 and after["pending_monthly_grant"] == 0
-    grants = [e for e in after["ledger"] if e["kind"] == "grant"]
-    assert len(grants) == 1 and grants[0]["amount"] == 100
-    assert grants[0]["idempotency_key"].startswith("monthly-credits:")
+    monthly = [e for e in after["ledger"] if e["kind"] == "monthly"]
+    assert len(monthly) == 1 and monthly[0]["amount"] == 100
+    assert monthly[0]["id"] == pending_entry["id"] and monthly[0]["pending"] is False
+    assert monthly[0]["idempotency_key"].startswith("monthly-credits:")
+    assert [(g["id"], g["remaining"]) for g in after["grants"]] == [(pending_grant["id"], 80)]
     assert ledger_sum(after) == Decimal(80)
     assert await profile_credits(client, org) == 80
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from orgbill.kit.time import isoformat_z
@@ -21,6 +21,7 @@ from orgbill.models import CreditGrantKind
 from orgbill.usage.periods import Period, add_months, months_between
 
 ZERO = Decimal(0)
+_NEVER = datetime.max.replace(tzinfo=UTC)
 # Ids of records that are derived before they are written: a read shows the id the write uses.
 _DERIVED_IDS = uuid.UUID("6f1c0f57-2b41-4d8e-9a51-6c1e2f0b7d14")
 # Ties on expiry: spend what was given away before what was paid for.
@@ -211,10 +212,9 @@ def draw_order(grants: Sequence[GrantState]) -> list[GrantState]:
     oldest."""
 
     def key(grant: GrantState) -> tuple[bool, datetime, int, datetime, str]:
-        expires = grant.expires_at or grant.created_at  # unused when it never expires
         return (
             grant.expires_at is None,
-            expires,
+            grant.expires_at or _NEVER,
             _KIND_ORDER.get(grant.kind, len(_KIND_ORDER)),
             grant.created_at,
             str(grant.id),
