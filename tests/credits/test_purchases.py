@@ -114,7 +114,7 @@ async def test_credit_checkout_is_one_payment_line_item_priced_in_minor_units(
 
 
 async def test_credit_checkout_refuses_more_than_max_credits_and_non_billing_roles(
-    stripe_client: httpx.AsyncClient, stripe_api: FakeStripe
+    stripe_client: httpx.AsyncClient, stripe_api: FakeStripe, settings: Settings
 ) -> None:
     org = await create_org(stripe_client)
     sessions_before = len(stripe_api.calls("/v1/checkout/sessions"))
@@ -129,6 +129,17 @@ async def test_credit_checkout_refuses_more_than_max_credits_and_non_billing_rol
     assert_error(await buy(stripe_client, member.headers | scoped, 10), 403, "forbidden")
     assert len(stripe_api.calls("/v1/checkout/sessions")) == sessions_before
     assert (await buy(stripe_client, billing.headers | scoped, 1000)).status_code == 200
+    # Unlimited max_credits still cannot make a payment larger than Stripe takes.
+    admin = await create_superadmin_user(stripe_client, settings)
+    patched = await stripe_client.patch(
+        f"{API}/admin/organizations/{org.id}",
+        json={"limit_overrides": {"max_credits": "unlimited"}},
+        headers=admin.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    sessions_before = len(stripe_api.calls("/v1/checkout/sessions"))
+    assert_error(await buy(stripe_client, org.key_headers, 10**9), 400, "bad_request")
+    assert len(stripe_api.calls("/v1/checkout/sessions")) == sessions_before
 
 
 async def _purchase_events(org: OrgHandle, credits_bought: int, **kwargs: Any) -> Any:

@@ -137,6 +137,10 @@ async def open_portal(
     return schemas.PortalSession(url=url)
 
 
+# Stripe's largest amount for one payment (eight digits of minor units, e.g. 999,999.99 USD).
+_STRIPE_MAX_AMOUNT = 99_999_999
+
+
 async def start_credit_checkout(
     session: AsyncSession,
     access: OrgAccess,
@@ -170,6 +174,10 @@ async def start_credit_checkout(
     )
     if total < 1:
         raise BadRequest(f"Credits cannot be bought on the {plan.plan.name} plan (no price)")
+    if total > _STRIPE_MAX_AMOUNT:
+        raise BadRequest(
+            f"{data.quantity} credits cost more than one Stripe payment can take; buy fewer"
+        )
     customer_id = await ensure_customer(session, access, stripe)
     try:
         checkout = await stripe.create_credit_checkout_session(
