@@ -67,7 +67,7 @@ async def write_at(app: FastAPI, org_id: uuid.UUID, plan: EffectivePlan, now: da
 async def read_at(app: FastAPI, org_id: uuid.UUID, plan: EffectivePlan, now: datetime) -> Decimal:
     async with app.state.database.session(writes=False) as session:
         state = await credits_repository.get_balance(session, org_id)
-        return await credits_service.total_credits(session, org_id, plan, now, state)
+        return await credits_service.total_from_balance(session, org_id, plan, now, state)
 
 
 async def recorded(app: FastAPI, org_id: uuid.UUID) -> dict[str, Any]:

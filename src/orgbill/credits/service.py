@@ -54,7 +54,8 @@ def allowance(plan: EffectivePlan, now: datetime) -> Allowance:
 
 
 def ensure_covers(available: Decimal, requested: Decimal) -> None:
-    """The consume check, in one place: what may be spent must cover the request."""
+    """The consume check, in one place: what may be spent (the settled total; less what
+    reservations hold, once they exist) must cover the request."""
     if requested > available:
         raise InsufficientCredits(
             f"Not enough credits: {available} available, {requested} requested",
@@ -66,14 +67,27 @@ def ensure_covers(available: Decimal, requested: Decimal) -> None:
 
 
 async def total_credits(
+    session: AsyncSession, access: OrgAccess, plan: EffectivePlan, now: datetime
+) -> Decimal:
+    """`total_credits` as every read shows it, from the balance row prefetched with the
+    caller's identity when there is one (no extra round trip)."""
+    org_id = access.organization.id
+    state = (
+        access.plan_inputs.credit_balance
+        if access.plan_inputs is not None
+        else await repository.get_balance(session, org_id)
+    )
+    return await total_from_balance(session, org_id, plan, now, state)
+
+
+async def total_from_balance(
     session: AsyncSession,
     org_id: uuid.UUID,
     plan: EffectivePlan,
     now: datetime,
     state: BalanceState | None,
 ) -> Decimal:
-    """`state`: the balance row, often fetched with the caller's identity. The grants are
-    read only when one may have expired since the last write."""
+    """The grants are read only when one may have expired since the last write."""
     grants = (
         await repository.live_grants(session, org_id)
         if state is not None and state.may_have_expired(now)

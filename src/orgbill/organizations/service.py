@@ -17,7 +17,6 @@ from orgbill.auth.principal import (
     UserPrincipal,
 )
 from orgbill.config import Settings
-from orgbill.credits import repository as credits_repository
 from orgbill.credits import service as credits
 from orgbill.entitlements import service as entitlements
 from orgbill.entitlements.repository import PlanInputs, load_plan_inputs
@@ -243,13 +242,8 @@ async def get_profile(
     now = utcnow()
     plan = await entitlements.plan_for_access(session, access, store, now)
     # The balance row came with the caller's identity (same round trip); reads never write,
-    # so this period's monthly grant shows even before a credit movement records it.
-    balance = (
-        access.plan_inputs.credit_balance
-        if access.plan_inputs is not None
-        else await credits_repository.get_balance(session, access.organization.id)
-    )
-    total_credits = await credits.total_credits(session, access.organization.id, plan, now, balance)
+    # so what is due (this month's credits, an expiry) shows before a credit write records it.
+    total_credits = await credits.total_credits(session, access, plan, now)
     return profile_schema(access.organization, plan, total_credits)
 
 
