@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgbill.auth.principal import OrgAccess
 from orgbill.billing import schemas
 from orgbill.entitlements.repository import load_plan_inputs
+from orgbill.entitlements.resolver import subscription_plan
 from orgbill.entitlements.service import plan_for_access
 from orgbill.errors import BadRequest, NotFound, Unavailable
 from orgbill.kit.context import current_request_id
@@ -15,27 +16,34 @@ from orgbill.kit.time import utcnow
 from orgbill.models import Invoice, Subscription
 from orgbill.organizations import repository as org_repository
 from orgbill.organizations import service as org_service
+from orgbill.plans.catalog import PlanDef
 from orgbill.plans.store import CatalogStore
 from orgbill.stripe_sync import repository as stripe_repository
 from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable, idempotency_key
 from orgbill.usage import service as usage_service
 
 
-def subscription_schema(subscription: Subscription) -> schemas.BillingSubscription:
-    return schemas.BillingSubscription.model_validate(subscription)
+def subscription_schema(
+    subscription: Subscription, plan: PlanDef | None
+) -> schemas.BillingSubscription:
+    schema = schemas.BillingSubscription.model_validate(subscription)
+    return schema.model_copy(update={"plan": plan.code if plan else None})
 
 
 def invoice_schema(invoice: Invoice) -> schemas.BillingInvoice:
     return schemas.BillingInvoice.model_validate(invoice)
 
 
-async def get_subscription(session: AsyncSession, access: OrgAccess) -> schemas.BillingSubscription:
+async def get_subscription(
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
+) -> schemas.BillingSubscription:
     """The subscription plan resolution uses (an entitling one first, else the newest)."""
     inputs = access.plan_inputs or await load_plan_inputs(session, access.organization.id)
     subscription = await org_service.current_subscription(session, access.organization.id, inputs)
-    if subscription is None:
+    if subscription is None or inputs.subscription is None:
         raise NotFound("This organization has no subscription")
-    return subscription_schema(subscription)
+    catalog = await store.current(session, inputs.catalog_revision)
+    return subscription_schema(subscription, subscription_plan(inputs.subscription, catalog))
 
 
 async def quota_headers(

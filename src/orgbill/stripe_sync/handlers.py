@@ -20,13 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.kit.time import utcnow
 from orgbill.models import StripeEventStatus
-from orgbill.plans.catalog import Catalog, PlanDef
+from orgbill.plans.catalog import Catalog
 from orgbill.stripe_sync import mappers, repository
 from orgbill.stripe_sync.mappers import (
     CheckoutSnapshot,
     CustomerSnapshot,
     EventEnvelope,
     InvoiceSnapshot,
+    PriceRef,
     SubscriptionSnapshot,
 )
 
@@ -92,19 +93,17 @@ def _no_org(kind: str, stripe_id: str, metadata_org: uuid.UUID | None, customer:
     return f"{kind} {stripe_id}: no organization ({named}; customer {customer or '-'} not linked)"
 
 
-def _plan_for(
-    snapshot: SubscriptionSnapshot, catalog: Catalog
-) -> tuple[PlanDef | None, str | None]:
-    """The highest-ranked catalog plan among the items, with the Stripe id it was found by."""
-    best: tuple[PlanDef | None, str | None] = (None, None)
+def _price_for(snapshot: SubscriptionSnapshot, catalog: Catalog) -> PriceRef | None:
+    """The item whose price we keep: the one the catalog maps to its highest-ranked plan, else
+    the first. Only the price is stored; which plan it means is decided when read."""
+    best: tuple[PriceRef, int] | None = None
     for item in snapshot.items:
-        plan = catalog.plan_for_stripe_ref(*item.refs)
-        stripe_id = item.price_id or item.legacy_plan_id
-        if best[1] is None:
-            best = (best[0], stripe_id)
-        if plan is not None and (best[0] is None or plan.rank > best[0].rank):
-            best = (plan, stripe_id)
-    return best
+        plan = catalog.plan_for_price(item.price_id, item.lookup_key, item.legacy_plan_id)
+        if plan is not None and (best is None or plan.rank > best[1]):
+            best = (item, plan.rank)
+    if best is not None:
+        return best[0]
+    return snapshot.items[0] if snapshot.items else None
 
 
 def _assign(row: Any, values: dict[str, Any]) -> bool:
@@ -120,19 +119,21 @@ async def apply_subscription(
     session: AsyncSession, snapshot: SubscriptionSnapshot, catalog: Catalog, observed_at: datetime
 ) -> Outcome:
     sub_id = snapshot.stripe_subscription_id
-    plan, stripe_price_id = _plan_for(snapshot, catalog)
+    price = _price_for(snapshot, catalog)
     values: dict[str, Any] = {
         "stripe_customer_id": snapshot.stripe_customer_id,
         "status": snapshot.status,
-        "plan_code": plan.code if plan else None,
-        "stripe_price_id": stripe_price_id,
+        "stripe_price_id": price.price_id if price else None,
+        "stripe_lookup_key": price.lookup_key if price else None,
+        "stripe_legacy_plan_id": price.legacy_plan_id if price else None,
         "current_period_start": snapshot.current_period_start,
         "current_period_end": snapshot.current_period_end,
         "cancel_at_period_end": snapshot.cancel_at_period_end,
         "canceled_at": snapshot.canceled_at,
         "ended_at": snapshot.ended_at,
     }
-    described = f"subscription {sub_id} ({snapshot.status}, plan {values['plan_code'] or '-'})"
+    plan = catalog.plan_for_price(*price.refs) if price else None
+    described = f"subscription {sub_id} ({snapshot.status}, plan {plan.code if plan else '-'})"
     row = await repository.lock_subscription(session, sub_id)
     if row is None:
         org_id = await _organization_for(
