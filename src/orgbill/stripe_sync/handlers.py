@@ -36,7 +36,25 @@ Change = Literal[
 ]
 
 # Later lifecycle stages rank higher; only used to order two states stamped the same second.
-_SUBSCRIPTION_STAGE = {"canceled": 2, "incomplete_expired": 2}
+# A subscription starts `incomplete` (awaiting its first payment) and leaves it once, either
+# for a live status (active, trialing, past_due, unpaid, paused: these move among each other,
+# so between two of them the later arrival wins) or, unpaid after 23 h, for
+# `incomplete_expired`, which is terminal like `canceled`: neither is ever left. Stripe often
+# stamps `created` (incomplete) and the first `updated` (active) in the same second; ranking
+# incomplete lowest keeps a paying org from falling back to free when they arrive reversed.
+_SUBSCRIPTION_INCOMPLETE, _SUBSCRIPTION_LIVE, _SUBSCRIPTION_ENDED = 0, 1, 2
+_SUBSCRIPTION_STAGE = {
+    "incomplete": _SUBSCRIPTION_INCOMPLETE,
+    "canceled": _SUBSCRIPTION_ENDED,
+    "incomplete_expired": _SUBSCRIPTION_ENDED,
+}
+
+
+def _subscription_stage(status: str) -> int:
+    # Any other status (including one Stripe adds later) is a live one.
+    return _SUBSCRIPTION_STAGE.get(status, _SUBSCRIPTION_LIVE)
+
+
 _INVOICE_STAGE = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 
 
@@ -164,9 +182,9 @@ async def apply_subscription(
         row = await repository.lock_subscription(session, sub_id)
         assert row is not None
     org_id = row.organization_id
-    stage = _SUBSCRIPTION_STAGE.get(snapshot.status, 0)
+    stage = _subscription_stage(snapshot.status)
     if not supersedes(
-        observed_at, row.stripe_event_created, stage, _SUBSCRIPTION_STAGE.get(row.status, 0)
+        observed_at, row.stripe_event_created, stage, _subscription_stage(row.status)
     ):
         return Outcome("stale", f"{described}: a newer state is already applied", org_id)
     changed = _assign(row, values)
