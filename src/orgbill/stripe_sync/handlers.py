@@ -63,6 +63,8 @@ class Outcome:
     change: Change
     message: str
     organization_id: uuid.UUID | None = None
+    # A customer this change linked to the organization: its kept (unmatched) events are due.
+    linked_customer: str | None = None
 
     @property
     def event_status(self) -> StripeEventStatus:
@@ -174,10 +176,13 @@ async def apply_subscription(
                 "updated_at": now,
             },
         )
-        if snapshot.stripe_customer_id:
-            await repository.link_customer(session, org_id, snapshot.stripe_customer_id)
+        linked = None
+        if snapshot.stripe_customer_id and await repository.link_customer(
+            session, org_id, snapshot.stripe_customer_id
+        ):
+            linked = snapshot.stripe_customer_id
         if created:
-            return Outcome("created", f"{described} created", org_id)
+            return Outcome("created", f"{described} created", org_id, linked)
         # A concurrent first event inserted it between our read and insert: order against it.
         row = await repository.lock_subscription(session, sub_id)
         assert row is not None
@@ -282,7 +287,7 @@ async def apply_customer(
             "unmatched", _no_org("customer", customer_id, snapshot.organization_id, None)
         )
     if await repository.link_customer(session, org_id, customer_id):
-        return Outcome("linked", f"customer {customer_id} linked", org_id)
+        return Outcome("linked", f"customer {customer_id} linked", org_id, customer_id)
     existing = await repository.customer_of(session, org_id)
     return Outcome("unchanged", f"customer {customer_id}: org keeps customer {existing}", org_id)
 
@@ -295,7 +300,8 @@ async def apply_checkout(session: AsyncSession, snapshot: CheckoutSnapshot) -> O
             "unmatched", _no_org("checkout", session_id, snapshot.organization_id, customer_id)
         )
     if customer_id and await repository.link_customer(session, org_id, customer_id):
-        return Outcome("linked", f"checkout {session_id}: customer {customer_id} linked", org_id)
+        message = f"checkout {session_id}: customer {customer_id} linked"
+        return Outcome("linked", message, org_id, customer_id)
     # The subscription it started arrives in its own customer.subscription.* events.
     return Outcome("unchanged", f"checkout {session_id} completed", org_id)
 

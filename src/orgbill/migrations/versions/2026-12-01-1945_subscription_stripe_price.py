@@ -1,4 +1,4 @@
-"""subscription stripe price: store the price, map it to a plan at read time
+"""subscription stripe price: store the price, map it to a plan at read time; inbox customer
 
 The subscription mirror kept the plan a price meant when the webhook arrived (`plan_code`); a
 catalog change never re-mapped it. It now keeps the price as Stripe names it (price id, lookup
@@ -9,6 +9,10 @@ object) gives the item's price id, lookup key and plan id; a row without one kee
 price id and, when its old plan is in the synced catalog, that plan's lookup key, so a row
 matched by lookup key still maps to the same plan. Downgrade fills `plan_code` back from the
 synced catalog by the same precedence.
+
+The inbox also records each event's Stripe customer, so the events kept `unmatched` for a
+customer nobody had linked are found and applied when it gets linked (backfilled for the kept
+ones).
 
 Revision ID: 0005
 Revises: 0004
@@ -43,6 +47,13 @@ _event = sa.table(
     sa.column("event_created_at", sa.DateTime(timezone=True)),
     sa.column("payload", sa.JSON()),
 )
+_inbox = sa.table(
+    "stripe_event",
+    sa.column("id", sa.Uuid()),
+    sa.column("status", sa.String()),
+    sa.column("payload", sa.JSON()),
+    sa.column("stripe_customer_id", sa.String()),
+)
 _catalog = sa.table("plan_catalog", sa.column("id", sa.Integer()), sa.column("document", sa.JSON()))
 
 
@@ -54,6 +65,14 @@ def _id(value: Any) -> str | None:
     return None
 
 
+def _event_customer(payload: Any) -> str | None:
+    data = payload.get("data") if isinstance(payload, Mapping) else None
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(obj, Mapping):
+        return None
+    return _id(obj.get("id")) if obj.get("object") == "customer" else _id(obj.get("customer"))
+
+
 def _catalog_plans(bind: sa.Connection) -> dict[str, Any]:
     document = bind.execute(sa.select(_catalog.c.document).where(_catalog.c.id == 1)).scalar()
     plans = document.get("plans") if isinstance(document, Mapping) else None
@@ -62,8 +81,11 @@ def _catalog_plans(bind: sa.Connection) -> dict[str, Any]:
 
 def _price_from_event(payload: Any, stored_price: str | None) -> dict[str, str | None] | None:
     """The item the old handler stored (its price or plan id), else the first one."""
-    obj = payload.get("data", {}).get("object", {}) if isinstance(payload, Mapping) else {}
-    items = obj.get("items", {}).get("data") if isinstance(obj.get("items"), Mapping) else None
+    data = payload.get("data") if isinstance(payload, Mapping) else None
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(obj, Mapping):
+        return None
+    items = obj["items"].get("data") if isinstance(obj.get("items"), Mapping) else None
     candidates = []
     for item in items or ():
         if not isinstance(item, Mapping):
@@ -131,8 +153,28 @@ def upgrade() -> None:
     with op.batch_alter_table("subscription", schema=None) as batch_op:
         batch_op.drop_column("plan_code")
 
+    with op.batch_alter_table("stripe_event", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("stripe_customer_id", sa.String(length=255), nullable=True))
+        batch_op.create_index(
+            "ix_stripe_event_customer_status", ["stripe_customer_id", "status"], unique=False
+        )
+    kept = bind.execute(
+        sa.select(_inbox.c.id, _inbox.c.payload).where(_inbox.c.status == "unmatched")
+    ).all()
+    for event in kept:
+        customer = _event_customer(event.payload)
+        if customer is not None:
+            bind.execute(
+                sa.update(_inbox)
+                .where(_inbox.c.id == event.id)
+                .values(stripe_customer_id=customer)
+            )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("stripe_event", schema=None) as batch_op:
+        batch_op.drop_index("ix_stripe_event_customer_status")
+        batch_op.drop_column("stripe_customer_id")
     with op.batch_alter_table("subscription", schema=None) as batch_op:
         batch_op.add_column(sa.Column("plan_code", sa.String(length=64), nullable=True))
     bind = op.get_bind()
