@@ -165,9 +165,7 @@ def upgrade() -> None:
         customer = _event_customer(event.payload)
         if customer is not None:
             bind.execute(
-                sa.update(_inbox)
-                .where(_inbox.c.id == event.id)
-                .values(stripe_customer_id=customer)
+                sa.update(_inbox).where(_inbox.c.id == event.id).values(stripe_customer_id=customer)
             )
 
 
