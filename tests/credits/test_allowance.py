@@ -25,12 +25,19 @@ from orgbill.usage.periods import add_months
 from tests.fixtures.factories import create_org
 
 ANCHOR = datetime(2027, 1, 31, 9, 30, tzinfo=UTC)  # month ends clamp: Feb 28, Mar 31, …
+YEARLY_PRICE = "price_test_pro_yearly"
 
 
 def yearly_catalog(*, rollover: bool) -> Any:
     document = tomllib.loads(DEFAULT_PLANS_FILE.read_text())
     plan = copy.deepcopy(document["plans"]["pro"])
-    plan.update(interval="year", amount=29000, stripe_price_id=None, stripe_lookup_key=None, rank=5)
+    plan.update(
+        interval="year",
+        amount=29000,
+        stripe_price_id=YEARLY_PRICE,
+        stripe_lookup_key=None,
+        rank=5,
+    )
     plan["credits_rollover"] = rollover
     plan["limits"].update(monthly_credits=100, max_credits=1000)
     document["plans"]["pro_yearly"] = plan
@@ -39,7 +46,11 @@ def yearly_catalog(*, rollover: bool) -> Any:
 
 def yearly_plan(catalog: Any, now: datetime) -> EffectivePlan:
     subscription = SubscriptionInput(
-        "sub_yearly", "active", "pro_yearly", ANCHOR, add_months(ANCHOR, 12)
+        stripe_subscription_id="sub_yearly",
+        status="active",
+        stripe_price_id=YEARLY_PRICE,
+        current_period_start=ANCHOR,
+        current_period_end=add_months(ANCHOR, 12),
     )
     return resolve(
         contract=None,
