@@ -67,6 +67,11 @@ async def _timed_writes(http: httpx.AsyncClient, busy: OrgHandle, other: OrgHand
             json={"name": "Renamed while paying"},
             headers=busy.owner.headers,
         ),
+        http.post(
+            f"{API}/credits/consume",
+            json={"amount": 1, "idempotency_key": f"while-paying-{time.monotonic()}"},
+            headers=busy.key_headers,
+        ),
     ]
     seconds = []
     for write in writes:
@@ -77,17 +82,22 @@ async def _timed_writes(http: httpx.AsyncClient, busy: OrgHandle, other: OrgHand
     return seconds
 
 
-@pytest.mark.parametrize("route", ["checkout", "portal"])
+ROUTES = {
+    "checkout": ("/billing/checkout", {"plan": "pro", **URLS}),
+    "portal": ("/billing/portal", {"return_url": URLS["success_url"]}),
+    "credits": ("/credits/checkout", {"quantity": 10, **URLS}),
+}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
 async def test_slow_stripe_call_does_not_block_other_writes(
     http: httpx.AsyncClient, slow_app: FastAPI, slow_stripe: FakeStripe, route: str
 ) -> None:
     busy, other = await create_org(http), await create_org(http)
     before = len(slow_stripe.requests)
-    body = {"plan": "pro", **URLS} if route == "checkout" else {"return_url": URLS["success_url"]}
+    path, body = ROUTES[route]
     started = time.monotonic()
-    call = asyncio.create_task(
-        http.post(f"{API}/billing/{route}", json=body, headers=busy.key_headers)
-    )
+    call = asyncio.create_task(http.post(f"{API}{path}", json=body, headers=busy.key_headers))
     await _stripe_in_flight(slow_stripe, before)  # the customer is being created
     seconds = await _timed_writes(http, busy, other)
     assert max(seconds) < UNBLOCKED, seconds
@@ -100,9 +110,7 @@ async def test_slow_stripe_call_does_not_block_other_writes(
     assert slow_stripe.requests[-1].form["customer"] == customer
     # Once the customer exists only the session is created: again nothing waits on it.
     before = len(slow_stripe.requests)
-    call = asyncio.create_task(
-        http.post(f"{API}/billing/{route}", json=body, headers=busy.key_headers)
-    )
+    call = asyncio.create_task(http.post(f"{API}{path}", json=body, headers=busy.key_headers))
     await _stripe_in_flight(slow_stripe, before)
     seconds = await _timed_writes(http, busy, other)
     assert max(seconds) < UNBLOCKED, seconds
