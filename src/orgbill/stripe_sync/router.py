@@ -19,7 +19,7 @@ router = APIRouter(route_class=TransactionalRoute, tags=["stripe"])
 
 @router.post("/webhooks/stripe", response_model=schemas.WebhookAck)
 @signature_authenticated
-async def stripe_webhook(
+async def receive_stripe_webhook(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
