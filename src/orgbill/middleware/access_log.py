@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orgbill.kit.context import request_context
@@ -19,9 +20,19 @@ UNMATCHED_ROUTE = "unmatched"
 
 
 def route_template(scope: Scope) -> str:
+    """The matched route's path template, e.g. `/api/v1/organizations/{org_id}`."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    if not isinstance(path, str):
+        return UNMATCHED_ROUTE
+    if isinstance(route, Mount):
+        return f"{path}/{{path}}"
+    # A route of an included router may know only its own path: put back the prefix it was
+    # served under (as many leading segments as the served path has beyond the route's).
+    served = scope["path"].strip("/").split("/")
+    own = path.strip("/").split("/")
+    prefix = "/".join(served[: max(len(served) - len(own), 0)])
+    return f"/{prefix}{path}" if prefix else path
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
