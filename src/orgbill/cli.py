@@ -208,6 +208,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             access_log=False,  # orgbill writes its own JSON access log
             log_config=log_config(settings.log_level),
             proxy_headers=True,
+            # A worker importing on a busy machine can take longer than uvicorn's 5 s
+            # default to answer its first health check; it is not dead, let it start.
+            timeout_worker_healthcheck=30,
         )
 
 
