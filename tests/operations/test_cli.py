@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,13 @@ from tests.fixtures.databases import (
     postgres_url_or_skip,
 )
 
+Invoke = Callable[..., tuple[int, str, str]]
+
 
 @pytest.fixture
 def run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> Iterator[object]:
+) -> Iterator[Invoke]:
     """`orgbill ARGS` in this process, from an empty directory, with ORGBILL_* as given."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORGBILL_JWT_SECRET", TEST_JWT_SECRET)
@@ -60,7 +62,7 @@ def assert_one_line_failure(result: tuple[int, str, str], *needles: str) -> str:
     return lines[0]
 
 
-def test_version_and_clean_help_for_every_command(run) -> None:  # type: ignore[no-untyped-def]
+def test_version_and_clean_help_for_every_command(run: Invoke) -> None:
     code, out, _ = run("--version")
     assert code == 0 and out.startswith("orgbill 0.")
     for command in (
@@ -78,7 +80,7 @@ def test_version_and_clean_help_for_every_command(run) -> None:  # type: ignore[
         assert "`" not in out and "::" not in out, out
 
 
-def test_migrate_says_where_the_database_was_and_is(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_migrate_says_where_the_database_was_and_is(run: Invoke, tmp_path: Path) -> None:
     head = migrate.head_revision()
     code, out, _ = run("migrate")
     assert code == 0 and out.strip() == f"migrated an empty database to {head} (latest)"
@@ -86,7 +88,7 @@ def test_migrate_says_where_the_database_was_and_is(run, tmp_path: Path) -> None
     assert code == 0 and "already at the latest migration" in out and head in out
 
 
-def test_migrate_from_an_older_revision_names_both(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+def test_migrate_from_an_older_revision_names_both(tmp_path: Path, run: Invoke) -> None:
     from alembic.script import ScriptDirectory
 
     with migrated_settings("sqlite", tmp_path) as settings:
@@ -99,7 +101,7 @@ def test_migrate_from_an_older_revision_names_both(tmp_path: Path, run) -> None:
     assert out.strip() == f"migrated from {head.down_revision} to {head.revision} (latest)"
 
 
-def test_bad_unknown_and_unreachable_database_urls_are_one_line(run) -> None:  # type: ignore[no-untyped-def]
+def test_bad_unknown_and_unreachable_database_urls_are_one_line(run: Invoke) -> None:
     assert_one_line_failure(run("migrate", database_url="not a url"), "ORGBILL_DATABASE_URL")
     assert_one_line_failure(run("migrate", database_url="nosuchdb://x/y"), "ORGBILL_DATABASE_URL")
     refused = assert_one_line_failure(
@@ -113,18 +115,20 @@ def test_bad_unknown_and_unreachable_database_urls_are_one_line(run) -> None:  #
     )
 
 
-def test_unknown_postgres_database_is_one_line(run) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_postgres_database_is_one_line(run: Invoke) -> None:
     url = postgres_url_or_skip().rsplit("/", 1)[0] + "/orgbill_no_such_database"
     assert_one_line_failure(run("migrate", database_url=url), "does not exist")
 
 
-def test_commands_on_an_unmigrated_database_say_so_and_create_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_commands_on_an_unmigrated_database_say_so_and_create_nothing(
+    run: Invoke, tmp_path: Path
+) -> None:
     for command in (["plans", "sync"], ["demo"]):
         assert_one_line_failure(run(*command), "orgbill migrate")
     assert not (tmp_path / "orgbill.db").exists()
 
 
-def test_missing_plans_file_is_one_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_plans_file_is_one_line(run: Invoke, tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.toml")
     assert run("migrate")[0] == 0
     assert_one_line_failure(run("plans", "sync", "--file", missing), "missing.toml")
@@ -133,7 +137,7 @@ def test_missing_plans_file_is_one_line(run, tmp_path: Path) -> None:  # type: i
     )
 
 
-def test_busy_port_fails_before_anything_is_written(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_busy_port_fails_before_anything_is_written(run: Invoke, tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
