@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 
 import httpx
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orgbill.kit.logging import JsonFormatter
 from tests.fixtures.factories import API, create_org
 from tests.fixtures.logs import captured_logs
+from tests.fixtures.stripe import deliver, event
 
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -114,3 +116,13 @@ async def test_metrics_count_usage_events_accepted(client: httpx.AsyncClient) ->
     assert response.status_code == 200, response.text
     after = _value((await client.get("/metrics")).text, "orgbill_usage_events_accepted_total")
     assert after - before == response.json()["accepted"] == 2
+
+
+async def test_metrics_count_stripe_events_by_type_and_status(client: httpx.AsyncClient) -> None:
+    kind = "orgbill.metrics_probe"  # an unknown type: stored, answered 200, ignored
+    before = _value((await client.get("/metrics")).text, "orgbill_stripe_events_total", type=kind)
+    payload = event(kind, {"id": "obj_1", "object": "thing"}, int(time.time()), "2024-06-20")
+    assert (await deliver(client, payload)).status_code == 200
+    after = (await client.get("/metrics")).text
+    assert _value(after, "orgbill_stripe_events_total", type=kind) - before == 1
+    assert _value(after, "orgbill_stripe_events_total", type=kind, status="ignored") >= 1
