@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from pydantic.alias_generators import to_camel
 
 from orgbill.errors import ERROR_CODES, ErrorEnvelope
-from orgbill.models import OrganizationStatus, Role
+from orgbill.models import CreditEntryKind, OrganizationStatus, Role
 from orgbill.models.stripe_event import StripeEventStatus
 
 API_KEY_SCHEME = "ApiKeyAuth"
@@ -128,6 +128,7 @@ _SERVICE_ERRORS: dict[str, dict[int, tuple[str, ...]]] = {
     "removeMember": {409: ("conflict",)},
     "recordUsageEvents": {429: ("rate_limited", "quota_exceeded")},
     "consumeCredits": {402: ("insufficient_credits",), 409: ("conflict",)},
+    "grantCredits": {403: ("forbidden", "limit_exceeded"), 409: ("conflict",)},
     "receiveStripeWebhook": {400: ("bad_request",)},
     "getSubscription": {404: ("not_found",)},
     "startCheckout": {409: ("conflict",)},
@@ -159,7 +160,7 @@ _ENUMS: dict[tuple[str, str], list[str]] = {
     ("StripeEventSummary", "status"): [s.value for s in StripeEventStatus],
     ("WebhookAck", "status"): [s.value for s in StripeEventStatus],
     ("CurrentPlan", "plan_source"): ["enterprise", "stripe", "free"],
-    ("CreditLedgerEntry", "kind"): ["grant", "consume", "purchase", "monthly", "expiry"],
+    ("CreditEntry", "kind"): [k.value for k in CreditEntryKind],
 }
 
 
