@@ -102,8 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         def public_rate() -> int:
             # An anonymous caller gets the free plan's rate, per client IP.
-            rate = catalog_store.catalog.free.limits.get("api_rate_limit")
-            return rate if isinstance(rate, int) and not isinstance(rate, bool) else 1
+            return catalog_store.catalog.free.limits.count("api_rate_limit") or 1
 
         app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, public_rate=public_rate)
     app.add_middleware(AccessLogMiddleware)

@@ -223,8 +223,8 @@ async def _charge_org_rate_limit(
     if state is None or limiter is None or state.decision is not None:
         return
     plan = await plan_for_access(session, access, request.app.state.catalog_store)
-    rate = plan.limit("api_rate_limit")
-    if not isinstance(rate, int) or isinstance(rate, bool):
+    rate = plan.limits.count("api_rate_limit")
+    if rate is None:
         return  # unlimited
     state.decision = await limiter.hit(f"org:{access.organization.id}", rate)
     if not state.decision.allowed:

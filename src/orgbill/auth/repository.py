@@ -13,14 +13,9 @@ from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, wi
 from orgbill.models import ApiKey, Membership, Organization, User
 
 # Statements are built once at import: building them per request costs more than running them.
-_API_KEY_COLUMNS = (
-    ApiKey.id,
-    ApiKey.organization_id,
-    ApiKey.name,
-    ApiKey.prefix,
-    ApiKey.expires_at,
-    ApiKey.revoked_at,
-    ApiKey.last_used_at,
+# Labelled `key_<field of ApiKeyRef>`, read back by name.
+_API_KEY_COLUMNS = tuple(
+    getattr(ApiKey, name).label(f"key_{name}") for name in ApiKeyRef.__dataclass_fields__
 )
 _API_KEY_WITH_ORG = with_plan_inputs(
     select(Organization, *_API_KEY_COLUMNS)
@@ -29,7 +24,7 @@ _API_KEY_WITH_ORG = with_plan_inputs(
     ApiKey.organization_id,
 )
 _ORG_WITH_ROLE = with_plan_inputs(
-    select(Organization, Membership.role)
+    select(Organization, Membership.role.label("membership_role"))
     .outerjoin(
         Membership,
         (Membership.organization_id == Organization.id)
@@ -47,8 +42,9 @@ async def get_api_key_with_org(
     row = (await session.execute(_API_KEY_WITH_ORG, {"key_hash": key_hash})).first()
     if row is None:
         return None
-    width = len(_API_KEY_COLUMNS)
-    return ApiKeyRef(*row[1 : 1 + width]), row[0], plan_inputs_from_row(row[1 + width :])
+    values = row._mapping
+    key = ApiKeyRef(**{name: values[f"key_{name}"] for name in ApiKeyRef.__dataclass_fields__})
+    return key, row.Organization, plan_inputs_from_row(row)
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -60,7 +56,9 @@ async def get_org_with_role(
 ) -> tuple[Organization, str | None, PlanInputs] | None:
     params = {"org_id": org_id, "user_id": user_id}
     row = (await session.execute(_ORG_WITH_ROLE, params)).first()
-    return (row[0], row[1], plan_inputs_from_row(row[2:])) if row else None
+    if row is None:
+        return None
+    return row.Organization, row.membership_role, plan_inputs_from_row(row)
 
 
 async def touch_api_key(

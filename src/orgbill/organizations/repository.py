@@ -55,6 +55,7 @@ def _newest_key_prefix(org_id: Any) -> Any:
         .limit(1)
         .correlate_except(ApiKey)
         .scalar_subquery()
+        .label("newest_key_prefix")
     )
 
 
@@ -73,7 +74,7 @@ async def list_user_organizations(
     stmt = with_plan_inputs(stmt, Organization.id)
     stmt = paginate_statement(stmt, params, Organization.created_at, Organization.id)
     return [
-        ListedOrganization(row[0], plan_inputs_from_row(row[2:]), row[1])
+        ListedOrganization(row.Organization, plan_inputs_from_row(row), row.newest_key_prefix)
         for row in (await session.execute(stmt)).all()
     ]
 

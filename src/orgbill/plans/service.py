@@ -22,10 +22,7 @@ from orgbill.plans.catalog import (
     DEFAULT_PLANS_FILE,
     Catalog,
     CatalogError,
-    LimitValue,
     PlanDef,
-    display_limit,
-    limits_json,
     parse_catalog,
 )
 from orgbill.plans.store import CATALOG_ROW_ID, CatalogStore
@@ -56,11 +53,6 @@ def _content_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def json_limit(value: LimitValue) -> Any:
-    """A limit as stored and shown: decimals as strings in storage keep them exact."""
-    return str(value) if not isinstance(value, bool | int | None) else value
-
-
 def _plan_values(plan: PlanDef) -> dict[str, Any]:
     return {
         "name": plan.name,
@@ -71,7 +63,7 @@ def _plan_values(plan: PlanDef) -> dict[str, Any]:
         "rank": plan.rank,
         "stripe_price_id": plan.stripe_price_id,
         "stripe_lookup_key": plan.stripe_lookup_key,
-        "limits": {k: json_limit(v) for k, v in plan.limits.items()},
+        "limits": plan.limits.to_document(),
         "features": list(plan.features),
         "is_active": True,
     }
@@ -143,7 +135,7 @@ def plan_out(plan: PlanDef) -> schemas.PlanOut:
         interval=plan.interval,
         stripe_price_id=plan.stripe_price_id,
         stripe_lookup_key=plan.stripe_lookup_key,
-        limits=limits_json(plan.limits),
+        limits=plan.limits.to_json(),
         features=list(plan.features),
     )
 
@@ -160,8 +152,8 @@ async def current_plan(
     now = utcnow()
     plan = await entitlements.plan_for_access(session, access, store, now)
     catalog = store.catalog
-    usage = await usage_service.usage_report(session, access, plan, store, now)
-    limits = limits_json(plan.limit_values)
+    usage = await usage_service.usage_report(session, access, plan, store)
+    limits = plan.limits.to_json()
     # seed 001 names the member limit max_team_members; both names are kept.
     limits["max_team_members"] = limits.get("max_members")
     limits["features"] = list(plan.features)
@@ -198,11 +190,11 @@ async def explain(
             schemas.LayerOut(layer=d.layer, applied=d.applied, reason=d.reason) for d in plan.layers
         ],
         limits={
-            name: schemas.LimitOut(value=display_limit(limit.value), source=limit.source)
+            name: schemas.LimitOut(value=limit.to_json(), source=plan.limit_sources[name])
             for name, limit in plan.limits.items()
         },
         features=list(plan.features),
         is_stripe_overdue=plan.is_stripe_overdue,
-        period_start=plan.period_start,
-        period_end=plan.period_end,
+        period_start=plan.period.start,
+        period_end=plan.period.end,
     )

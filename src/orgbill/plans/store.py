@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.models import PlanCatalog
-from orgbill.plans.catalog import Catalog, parse_catalog
+from orgbill.plans.catalog import Catalog, CatalogError, parse_catalog
 
 logger = logging.getLogger("orgbill.plans")
 CATALOG_ROW_ID = 1
@@ -47,6 +47,13 @@ class CatalogStore:
         row = await session.get(PlanCatalog, CATALOG_ROW_ID)
         if row is None:  # removed between the two reads
             return self._fallback
-        self._catalog, self._revision = parse_catalog(row.document), row.content_hash
+        try:
+            # Lenient: `plans sync` validated it strictly, perhaps as a newer version that
+            # knows limits this one does not. Those are kept, not fatal.
+            catalog = parse_catalog(row.document, strict=False)
+        except CatalogError:
+            logger.exception("stored plan catalog unreadable; serving the previous one")
+            return self._catalog
+        self._catalog, self._revision = catalog, row.content_hash
         logger.info("plan catalog loaded", extra={"version": row.version})
         return self._catalog
