@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
+from orgbill.admin.credits_router import router as credits_admin_router
 from orgbill.admin.router import router as admin_router
 from orgbill.auth.last_used import ApiKeyUsageRecorder
 from orgbill.auth.router import router as auth_router
 from orgbill.billing.router import router as billing_router
 from orgbill.config import Settings, get_settings
-from orgbill.credits.admin_router import router as credits_admin_router
 from orgbill.credits.router import router as credits_router
 from orgbill.db import Database
 from orgbill.errors import error_response, register_error_handlers

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.admin import audit, schemas
+from orgbill.admin import schemas
+from orgbill.audit import repository as audit
 from orgbill.auth.jwt import issue_token
 from orgbill.auth.principal import UserPrincipal
 from orgbill.config import Settings

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.admin import audit
+from orgbill.audit import repository as audit
 from orgbill.auth.principal import OrgAccess
 from orgbill.credits import repository, schemas
 from orgbill.entitlements.periods import Period
