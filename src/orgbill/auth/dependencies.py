@@ -282,3 +282,9 @@ def current_org_access(
         return await _admit_org(request, session, access)
 
     return charges_org_rate_limit(dependency)
+
+
+# Read access to an org, by path id or by the caller's current org; a suspended org can
+# still read. One name each, shared by every router that reads.
+OrgRead = Annotated[OrgAccess, Depends(org_access(ANY_ROLE, allow_suspended=True))]
+CurrentOrgRead = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE, allow_suspended=True))]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import ApiKeyRef
 from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
-from orgbill.models import ApiKey, Membership, Organization, User
+from orgbill.models import ApiKey, Membership, Organization, OrganizationStatus, User
 
 # Statements are built once at import: building them per request costs more than running them.
 # Labelled `key_<field of ApiKeyRef>`, read back by name.
@@ -49,6 +49,23 @@ async def get_api_key_with_org(
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    """`email` as normalised at registration."""
+    return await session.scalar(select(User).where(User.email == email))
+
+
+async def live_memberships(session: AsyncSession, user_id: uuid.UUID) -> list[Membership]:
+    """The user's memberships of organizations that are not deleted, oldest first."""
+    stmt = (
+        select(Membership)
+        .join(Organization, Organization.id == Membership.organization_id)
+        .where(Membership.user_id == user_id)
+        .where(Organization.status != OrganizationStatus.DELETED)
+        .order_by(Membership.created_at)
+    )
+    return list((await session.scalars(stmt)).all())
 
 
 async def get_org_with_role(

@@ -373,8 +373,7 @@ async def remove_member(session: AsyncSession, access: OrgAccess, user_id: uuid.
     membership, _ = found
     _require_owner_for(access, membership.role)
     await _last_owner_guard(session, org_id, membership)
-    await session.delete(membership)
-    await session.flush()
+    await repository.delete_membership(session, org_id, user_id)
 
 
 # API keys

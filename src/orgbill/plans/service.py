@@ -5,18 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import OrgAccess
 from orgbill.entitlements import service as entitlements
 from orgbill.kit.time import utcnow
-from orgbill.models import Plan, PlanCatalog
 from orgbill.plans import schemas
 from orgbill.plans.catalog import (
     DEFAULT_PLANS_FILE,
@@ -25,7 +22,7 @@ from orgbill.plans.catalog import (
     PlanDef,
     parse_catalog,
 )
-from orgbill.plans.store import CATALOG_ROW_ID, CatalogStore
+from orgbill.plans.store import CatalogStore, lock_loaded_catalog, save_loaded_catalog
 from orgbill.usage import service as usage_service
 
 
@@ -53,28 +50,12 @@ def _content_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _plan_values(plan: PlanDef) -> dict[str, Any]:
-    return {
-        "name": plan.name,
-        "description": plan.description,
-        "amount": plan.amount,
-        "currency": plan.currency,
-        "interval": plan.interval,
-        "rank": plan.rank,
-        "stripe_price_id": plan.stripe_price_id,
-        "stripe_lookup_key": plan.stripe_lookup_key,
-        "limits": plan.limits.to_document(),
-        "features": list(plan.features),
-        "is_active": True,
-    }
-
-
 async def sync_catalog(session: AsyncSession, document: dict[str, Any]) -> SyncResult:
-    """Idempotent: the same file twice changes nothing. Validates everything first, so a bad
-    file changes nothing at all."""
+    """Idempotent: the same file twice changes nothing. Validates everything first (strictly:
+    this is where an unknown limit is refused), so a bad file changes nothing at all."""
     catalog: Catalog = parse_catalog(document)
     content_hash = _content_hash(document)
-    loaded = await session.get(PlanCatalog, CATALOG_ROW_ID, with_for_update=True)
+    loaded = await lock_loaded_catalog(session)
     if loaded is not None and loaded.content_hash == content_hash:
         return SyncResult(version=catalog.version, changed=False)
     if loaded is not None and catalog.version <= loaded.version:
@@ -82,43 +63,15 @@ async def sync_catalog(session: AsyncSession, document: dict[str, Any]) -> SyncR
             f"field 'version': the plans file changed but its version {catalog.version} is not "
             f"above the loaded version {loaded.version}; bump it"
         )
-    now = utcnow()
-    result = SyncResult(version=catalog.version, changed=True)
-    existing = {p.code: p for p in (await session.scalars(select(Plan))).all()}
-    # Free Stripe references first so a price moving between plans never trips the unique index.
-    for plan in existing.values():
-        plan.stripe_price_id = plan.stripe_lookup_key = None
-    await session.flush()
-    for code, definition in catalog.plans.items():
-        values = _plan_values(definition)
-        row = existing.get(code)
-        if row is None:
-            session.add(Plan(id=uuid.uuid4(), code=code, created_at=now, updated_at=now, **values))
-            result.created.append(code)
-        else:
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.updated_at = now
-            result.updated.append(code)
-    for code, row in existing.items():
-        if code not in catalog.plans and row.is_active:
-            row.is_active = False
-            result.deactivated.append(code)
-    if loaded is None:
-        session.add(
-            PlanCatalog(
-                id=CATALOG_ROW_ID,
-                version=catalog.version,
-                content_hash=content_hash,
-                document=document,
-                synced_at=now,
-            )
-        )
-    else:
-        loaded.version, loaded.content_hash = catalog.version, content_hash
-        loaded.document, loaded.synced_at = document, now
-    await session.flush()
-    return result
+    before = set((loaded.document.get("plans") or {}) if loaded is not None else ())
+    await save_loaded_catalog(session, loaded, catalog.version, content_hash, document, utcnow())
+    return SyncResult(
+        version=catalog.version,
+        changed=True,
+        created=sorted(set(catalog.plans) - before),
+        updated=sorted(set(catalog.plans) & before),
+        deactivated=sorted(before - set(catalog.plans)),
+    )
 
 
 # Reads

@@ -8,6 +8,8 @@ shows on the very next request here too.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,3 +59,27 @@ class CatalogStore:
         self._catalog, self._revision = catalog, row.content_hash
         logger.info("plan catalog loaded", extra={"version": row.version})
         return self._catalog
+
+
+# The catalog row's writes (`orgbill plans sync`).
+
+
+async def lock_loaded_catalog(session: AsyncSession) -> PlanCatalog | None:
+    """The loaded catalog row, locked until the sync's transaction ends."""
+    return await session.get(PlanCatalog, CATALOG_ROW_ID, with_for_update=True)
+
+
+async def save_loaded_catalog(
+    session: AsyncSession,
+    loaded: PlanCatalog | None,
+    version: int,
+    content_hash: str,
+    document: dict[str, Any],
+    now: datetime,
+) -> None:
+    if loaded is None:
+        loaded = PlanCatalog(id=CATALOG_ROW_ID)
+        session.add(loaded)
+    loaded.version, loaded.content_hash = version, content_hash
+    loaded.document, loaded.synced_at = document, now
+    await session.flush()
