@@ -14,6 +14,7 @@ the profile read does not use).
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -74,14 +75,15 @@ def main() -> None:
                 results["this checkout"].requests_per_second
                 / results["baseline"].requests_per_second
             )
-            print(f"  this / baseline          {ratio:.2f}")
-            print(
-                "  per round (this/baseline): "
-                + " ".join(
-                    f"{a.requests_per_second / b.requests_per_second:.2f}"
-                    for a, b in zip(rounds["this checkout"], rounds["baseline"], strict=True)
-                )
-            )
+            paired = [
+                a.requests_per_second / b.requests_per_second
+                for a, b in zip(rounds["this checkout"], rounds["baseline"], strict=True)
+            ]
+            print(f"  this / baseline          {ratio:.2f}   (ratio of medians)")
+            # Each round's pair ran back to back: the median of their ratios is the least
+            # disturbed by load from other processes drifting over the run.
+            print(f"  median paired ratio      {statistics.median(paired):.2f}")
+            print("  per round                " + " ".join(f"{r:.2f}" for r in paired))
 
 
 if __name__ == "__main__":
