@@ -52,7 +52,9 @@ _CONTRACT_COLUMNS = (
 _SUBSCRIPTION_COLUMNS = (
     Subscription.stripe_subscription_id.label("plan_sub_id"),
     Subscription.status.label("plan_sub_status"),
-    Subscription.plan_code.label("plan_sub_plan_code"),
+    Subscription.stripe_price_id.label("plan_sub_price_id"),
+    Subscription.stripe_lookup_key.label("plan_sub_lookup_key"),
+    Subscription.stripe_legacy_plan_id.label("plan_sub_legacy_plan_id"),
     Subscription.current_period_start.label("plan_sub_period_start"),
     Subscription.current_period_end.label("plan_sub_period_end"),
 )
@@ -124,7 +126,9 @@ def plan_inputs_from_row(row: Row[Any]) -> PlanInputs:
         subscription = SubscriptionInput(
             stripe_subscription_id=values["plan_sub_id"],
             status=values["plan_sub_status"],
-            plan_code=values["plan_sub_plan_code"],
+            stripe_price_id=values["plan_sub_price_id"],
+            stripe_lookup_key=values["plan_sub_lookup_key"],
+            stripe_legacy_plan_id=values["plan_sub_legacy_plan_id"],
             current_period_start=values["plan_sub_period_start"],
             current_period_end=values["plan_sub_period_end"],
         )

@@ -21,7 +21,7 @@ from orgbill.credits import repository as credits_repository
 from orgbill.credits import service as credits
 from orgbill.entitlements import service as entitlements
 from orgbill.entitlements.repository import PlanInputs
-from orgbill.entitlements.resolver import EffectivePlan
+from orgbill.entitlements.resolver import EffectivePlan, subscription_plan
 from orgbill.errors import BadRequest, Conflict, Forbidden, LimitExceeded, NotFound
 from orgbill.kit.crypto import generate_api_key
 from orgbill.kit.pagination import PageParams, build_page
@@ -36,6 +36,7 @@ from orgbill.models import (
     User,
 )
 from orgbill.organizations import repository, schemas
+from orgbill.plans.catalog import PlanDef
 from orgbill.plans.store import CatalogStore
 
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
@@ -170,11 +171,12 @@ def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
 
 
 def subscription_summary(
-    subscription: Subscription | None, plan: EffectivePlan
+    subscription: Subscription | None, plan: EffectivePlan, subscribed: PlanDef | None
 ) -> schemas.SubscriptionSummary | None:
     if subscription is None:
         return None
     summary = schemas.SubscriptionSummary.model_validate(subscription)
+    summary = summary.model_copy(update={"plan": subscribed.code if subscribed else None})
     if plan.source == "stripe":
         # The subscription the plan comes from is in the period entitlements derived (a late
         # renewal webhook has not moved the stored one on yet): one period per response.
@@ -205,10 +207,14 @@ async def get_composite(
         access.organization, plan, await _key_prefix_for(session, access)
     )
     subscription = await current_subscription(session, access.organization.id, inputs)
+    subscribed = None
+    if inputs.subscription is not None:
+        catalog = await store.current(session, inputs.catalog_revision)
+        subscribed = subscription_plan(inputs.subscription, catalog)
     return schemas.OrganizationComposite(
         organization=organization,
         plan=plan_summary(plan),
-        subscription=subscription_summary(subscription, plan),
+        subscription=subscription_summary(subscription, plan, subscribed),
     )
 
 

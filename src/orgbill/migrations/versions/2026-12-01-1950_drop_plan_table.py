@@ -5,7 +5,7 @@ every read (the resolver, /plans, Stripe mapping) comes from `plan_catalog`. Dow
 recreates the empty table (the next `plans sync` of the older version fills it again).
 
 Revision ID: drop_plan_table
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-01 19:50:00.000000+00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "drop_plan_table"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
