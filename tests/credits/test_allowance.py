@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 from orgbill.credits import repository as credits_repository
 from orgbill.credits import service as credits_service
 from orgbill.credits.schemas import CreditConsume
+from orgbill.entitlements.periods import add_months
 from orgbill.entitlements.resolver import EffectivePlan, OrgOverrides, SubscriptionInput, resolve
 from orgbill.models import CreditGrant, CreditLedgerEntry
 from orgbill.plans.catalog import DEFAULT_PLANS_FILE, CatalogError, parse_catalog
-from orgbill.usage.periods import add_months
 from tests.fixtures.factories import create_org
 
 ANCHOR = datetime(2027, 1, 31, 9, 30, tzinfo=UTC)  # month ends clamp: Feb 28, Mar 31, …

@@ -16,7 +16,6 @@ from orgbill.entitlements.service import plan_for_access
 from orgbill.errors import BadRequest, NotFound, Unavailable, ValidationFailed
 from orgbill.kit.context import current_request_id
 from orgbill.kit.pagination import PageParams, build_page
-from orgbill.kit.time import utcnow
 from orgbill.models import Invoice, Subscription
 from orgbill.organizations import service as org_service
 from orgbill.plans.catalog import PlanDef, to_minor_units
@@ -53,9 +52,8 @@ async def quota_headers(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> dict[str, str]:
     """Seed 004: the period's quota headers ride on the subscription read."""
-    now = utcnow()
-    plan = await plan_for_access(session, access, store, now)
-    report = await usage_service.usage_report(session, access, plan, store, now)
+    plan = await plan_for_access(session, access, store)
+    report = await usage_service.usage_report(session, access, plan, store)
     return usage_service.quota_headers(report)
 
 
@@ -170,7 +168,7 @@ async def start_credit_checkout(
     that total, whatever the per-credit price's decimals. Nothing is written here; the credits
     arrive with the paid session's webhook."""
     stripe = _require_gateway(gateway)
-    plan = await plan_for_access(session, access, store, utcnow())
+    plan = await plan_for_access(session, access, store)
     cap = credits_service.max_credits(plan)
     if cap is not None and data.quantity > cap:
         raise ValidationFailed(

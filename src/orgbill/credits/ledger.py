@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from orgbill.entitlements.periods import Period, add_months, months_between
+from orgbill.entitlements.repository import BalanceState
 from orgbill.kit.time import isoformat_z
 from orgbill.models import CreditGrantKind
-from orgbill.usage.periods import Period, add_months, months_between
 
 ZERO = Decimal(0)
 _NEVER = datetime.max.replace(tzinfo=UTC)
@@ -46,16 +47,9 @@ class GrantState:
         return self.expires_at is not None and self.expires_at <= now
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceState:
-    """The org's balance row: the recorded sum, and the marks that say what may be due."""
-
-    balance: Decimal
-    monthly_granted_for: datetime | None
-    next_expiry_at: datetime | None = None
-
-    def may_have_expired(self, now: datetime) -> bool:
-        return self.next_expiry_at is not None and self.next_expiry_at <= now
+def may_have_expired(state: BalanceState | None, now: datetime) -> bool:
+    """Whether a grant may have expired since the last write (else the grants need no read)."""
+    return state is not None and state.next_expiry_at is not None and state.next_expiry_at <= now
 
 
 @dataclass(frozen=True, slots=True)

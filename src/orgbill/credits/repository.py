@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.credits.ledger import BalanceState, GrantState
+from orgbill.credits.ledger import GrantState
+from orgbill.entitlements.repository import BalanceState
 from orgbill.kit.pagination import PageParams, paginate_statement
 from orgbill.kit.sql import upsert_insert
 from orgbill.models import CreditBalance, CreditEntryKind, CreditGrant, CreditLedgerEntry

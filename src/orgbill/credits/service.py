@@ -16,40 +16,35 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.admin import audit
+from orgbill.audit import repository as audit
 from orgbill.auth.principal import OrgAccess
 from orgbill.credits import ledger, repository, schemas
-from orgbill.credits.ledger import Allowance, BalanceState, GrantState, Settlement
+from orgbill.credits.ledger import Allowance, GrantState, Settlement
+from orgbill.entitlements.repository import BalanceState
 from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.errors import Conflict, InsufficientCredits, LimitExceeded, ValidationFailed
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import isoformat_z
 from orgbill.models import CreditEntryKind, CreditGrantKind, CreditLedgerEntry, Organization
-from orgbill.usage.periods import billing_period
-
-
-def _count_limit(plan: EffectivePlan, name: str) -> int | None:
-    value = plan.limits[name].value if name in plan.limits else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def max_credits(plan: EffectivePlan) -> int | None:
-    return _count_limit(plan, "max_credits")
+    return plan.limits.count("max_credits")
 
 
 def extra_credit_price(plan: EffectivePlan) -> Decimal:
-    price = plan.limits["extra_credit_price"].value if "extra_credit_price" in plan.limits else 0
-    return price if isinstance(price, Decimal) else Decimal(0)
+    return plan.limits.money("extra_credit_price")
 
 
 def allowance(plan: EffectivePlan, now: datetime) -> Allowance:
-    """The one place credits read the plan's period: its allowance months so far."""
+    """The one place credits read the plan's period: its allowance months begun by `now` (the
+    instant the ledger is settled at; the plan may have been resolved a moment earlier)."""
     cap = max_credits(plan)
     return Allowance(
-        monthly=Decimal(_count_limit(plan, "monthly_credits") or 0),
+        monthly=Decimal(plan.limits.count("monthly_credits") or 0),
         cap=Decimal(cap) if cap is not None else None,
         rollover=plan.plan.credits_rollover,
-        months=ledger.allowance_months(billing_period(plan, now), now),
+        months=ledger.allowance_months(plan.period_at(now), now),
     )
 
 
@@ -90,7 +85,7 @@ async def total_from_balance(
     """The grants are read only when one may have expired since the last write."""
     grants = (
         await repository.live_grants(session, org_id)
-        if state is not None and state.may_have_expired(now)
+        if ledger.may_have_expired(state, now)
         else None
     )
     return ledger.settle(org_id, state, grants, allowance(plan, now), now).total
