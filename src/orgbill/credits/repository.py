@@ -8,13 +8,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.credits.ledger import GrantState
 from orgbill.entitlements.repository import BalanceState
 from orgbill.kit.pagination import PageParams, paginate_statement
 from orgbill.kit.sql import upsert_insert
+from orgbill.kit.tenancy import org_select, org_update
 from orgbill.models import CreditBalance, CreditEntryKind, CreditGrant, CreditLedgerEntry
 
 __all__ = ["BalanceState", "GrantState"]
@@ -43,7 +43,7 @@ def _balance_state(row: Any) -> BalanceState:
 
 
 async def get_balance(session: AsyncSession, org_id: uuid.UUID) -> BalanceState | None:
-    stmt = select(*_BALANCE_COLUMNS).where(CreditBalance.organization_id == org_id)
+    stmt = org_select(CreditBalance, org_id, *_BALANCE_COLUMNS)
     row = (await session.execute(stmt)).first()
     return _balance_state(row) if row else None
 
@@ -57,8 +57,8 @@ async def lock_balance(session: AsyncSession, org_id: uuid.UUID, now: datetime) 
         .values(organization_id=org_id, balance=Decimal(0), updated_at=now)
         .on_conflict_do_nothing(index_elements=["organization_id"])
     )
-    stmt = select(*_BALANCE_COLUMNS).where(CreditBalance.organization_id == org_id)
-    return _balance_state((await session.execute(stmt.with_for_update())).one())
+    stmt = org_select(CreditBalance, org_id, *_BALANCE_COLUMNS).with_for_update()
+    return _balance_state((await session.execute(stmt)).one())
 
 
 async def apply_balance(
@@ -75,11 +75,11 @@ async def apply_balance(
     it stays at or above zero (and within `ceiling`). Returns the new balance, or None when
     refused."""
     new_balance = CreditBalance.balance + delta
-    conditions = [CreditBalance.organization_id == org_id, new_balance >= 0]
+    conditions = [new_balance >= 0]
     if ceiling is not None:
         conditions.append(new_balance <= ceiling)
     stmt = (
-        update(CreditBalance)
+        org_update(CreditBalance, org_id)
         .where(*conditions)
         .values(
             balance=new_balance,
@@ -97,9 +97,7 @@ async def apply_balance(
 
 async def live_grants(session: AsyncSession, org_id: uuid.UUID) -> list[GrantState]:
     """Grants with credits left, expired or not (the caller decides at its `now`)."""
-    stmt = select(*_GRANT_COLUMNS).where(
-        CreditGrant.organization_id == org_id, CreditGrant.remaining > 0
-    )
+    stmt = org_select(CreditGrant, org_id, *_GRANT_COLUMNS).where(CreditGrant.remaining > 0)
     return [
         GrantState(
             id=row.id,
@@ -142,10 +140,12 @@ async def insert_grant(
     return await session.scalar(stmt) is not None
 
 
-async def draw_from_grant(session: AsyncSession, grant_id: uuid.UUID, amount: Decimal) -> bool:
+async def draw_from_grant(
+    session: AsyncSession, org_id: uuid.UUID, grant_id: uuid.UUID, amount: Decimal
+) -> bool:
     """Takes `amount` only where the grant still holds it; False when it does not."""
     result = await session.execute(
-        update(CreditGrant)
+        org_update(CreditGrant, org_id)
         .where(CreditGrant.id == grant_id, CreditGrant.remaining >= amount)
         .values(remaining=CreditGrant.remaining - amount)
     )
@@ -153,12 +153,12 @@ async def draw_from_grant(session: AsyncSession, grant_id: uuid.UUID, amount: De
 
 
 async def expire_grant(
-    session: AsyncSession, grant_id: uuid.UUID, remaining: Decimal, now: datetime
+    session: AsyncSession, org_id: uuid.UUID, grant_id: uuid.UUID, remaining: Decimal, now: datetime
 ) -> bool:
     """Writes off an expired grant's remainder exactly once: only while it still holds the
     `remaining` the caller is about to enter in the ledger, and is not yet written off."""
     result = await session.execute(
-        update(CreditGrant)
+        org_update(CreditGrant, org_id)
         .where(
             CreditGrant.id == grant_id,
             CreditGrant.expired_at.is_(None),
@@ -171,10 +171,10 @@ async def expire_grant(
 
 
 async def grant_for_checkout_session(
-    session: AsyncSession, stripe_checkout_session_id: str
+    session: AsyncSession, org_id: uuid.UUID, stripe_checkout_session_id: str
 ) -> uuid.UUID | None:
     return await session.scalar(
-        select(CreditGrant.id).where(
+        org_select(CreditGrant, org_id, CreditGrant.id).where(
             CreditGrant.stripe_checkout_session_id == stripe_checkout_session_id
         )
     )
@@ -220,9 +220,8 @@ async def insert_entry(
 async def get_entry_by_key(
     session: AsyncSession, org_id: uuid.UUID, idempotency_key: str
 ) -> CreditLedgerEntry | None:
-    stmt = select(CreditLedgerEntry).where(
-        CreditLedgerEntry.organization_id == org_id,
-        CreditLedgerEntry.idempotency_key == idempotency_key,
+    stmt = org_select(CreditLedgerEntry, org_id).where(
+        CreditLedgerEntry.idempotency_key == idempotency_key
     )
     return await session.scalar(stmt)
 
@@ -230,6 +229,6 @@ async def get_entry_by_key(
 async def list_entries(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams
 ) -> list[CreditLedgerEntry]:
-    stmt = select(CreditLedgerEntry).where(CreditLedgerEntry.organization_id == org_id)
+    stmt = org_select(CreditLedgerEntry, org_id)
     stmt = paginate_statement(stmt, params, CreditLedgerEntry.created_at, CreditLedgerEntry.id)
     return list((await session.scalars(stmt)).all())

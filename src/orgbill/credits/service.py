@@ -199,7 +199,9 @@ async def _record_settlement(
     session: AsyncSession, org_id: uuid.UUID, settlement: Settlement, now: datetime
 ) -> None:
     for expiry in settlement.expiries:
-        if not await repository.expire_grant(session, expiry.grant.id, expiry.grant.remaining, now):
+        if not await repository.expire_grant(
+            session, org_id, expiry.grant.id, expiry.grant.remaining, now
+        ):
             raise _changed()
         await repository.insert_entry(
             session,
@@ -284,7 +286,7 @@ async def consume(
     ensure_covers(unit.total, body.amount)
     draws, unit.live = ledger.draws_for(unit.live, body.amount)
     for draw in draws:
-        if not await repository.draw_from_grant(session, draw.grant_id, draw.amount):
+        if not await repository.draw_from_grant(session, org_id, draw.grant_id, draw.amount):
             raise _changed()
     new_balance = await _close(session, unit, -body.amount)
     if new_balance is None:  # the balance row disagrees with the grants
@@ -392,7 +394,10 @@ async def record_purchase(
 ) -> bool:
     """Adds the `purchase` grant of a paid Checkout session, once per session however often
     it is reported; paid for, so not capped by max_credits. False when already added."""
-    if await repository.grant_for_checkout_session(session, checkout_session_id) is not None:
+    if (
+        await repository.grant_for_checkout_session(session, org_id, checkout_session_id)
+        is not None
+    ):
         return False  # the common duplicate: no lock taken
     unit = await _open(session, org_id, plan, now)
     purchase = GrantState(
