@@ -17,6 +17,7 @@ from orgbill.config import Settings, get_settings
 from orgbill.credits.admin_router import router as credits_admin_router
 from orgbill.credits.router import router as credits_router
 from orgbill.db import Database
+from orgbill.decisions.router import router as decisions_router
 from orgbill.errors import error_response, register_error_handlers
 from orgbill.kit.logging import configure_logging
 from orgbill.middleware.access_log import AccessLogMiddleware
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         usage_router,
         credits_router,
         credits_admin_router,
+        decisions_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
 
