@@ -1,16 +1,17 @@
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Request
 
 from orgbill.auth.dependencies import SessionDep, current_org_access
 from orgbill.auth.principal import ANY_ROLE, MANAGERS, OrgAccess
 from orgbill.decisions import schemas, service
 from orgbill.entitlements.service import plan_for_access
-from orgbill.kit.routing import TransactionalRoute
+from orgbill.kit.routing import TransactionalRoute, writes_when
 from orgbill.kit.time import utcnow
 from orgbill.plans.dependencies import CatalogStoreDep
 
@@ -31,7 +32,18 @@ async def decision_time() -> datetime:
 Now = Annotated[datetime, Depends(decision_time)]
 
 
+async def _reserves(request: Request) -> bool:
+    """Only a reserving check writes: a plain one runs on the read-only engine (one round
+    trip per query, and on SQLite it never waits for the write lock)."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return False  # refused as malformed before anything runs
+    return isinstance(body, dict) and body.get("reserve") is True
+
+
 @router.post("/check")
+@writes_when(_reserves)
 async def check(
     body: Annotated[schemas.CheckRequest, Body()],
     access: Decide,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -14,7 +14,28 @@ from orgbill.db import Database
 from orgbill.ratelimit.guard import charge_ip_if_unattributed, needs_ip_limit
 
 _SESSION_ATTR = "orgbill_session"
+_WRITES_ATTR = "orgbill_writes"
+_WRITES_WHEN = "orgbill_writes_when"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WritesWhen = Callable[[Request], Awaitable[bool]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def writes_when(predicate: WritesWhen) -> Callable[[F], F]:
+    """Marks an unsafe-method endpoint whose unit of work writes only when `predicate` says
+    so (from the raw request, before anything is parsed); otherwise it runs on the
+    autocommit, read-only engine like a GET (no BEGIN/COMMIT; no SQLite write lock)."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _WRITES_WHEN, predicate)
+        return endpoint
+
+    return mark
+
+
+def _writes(request: Request) -> bool:
+    decided: bool | None = getattr(request.state, _WRITES_ATTR, None)
+    return decided if decided is not None else request.method not in _SAFE_METHODS
 
 
 async def get_session(request: Request) -> AsyncSession:
@@ -23,7 +44,7 @@ async def get_session(request: Request) -> AsyncSession:
     session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
     if session is None:
         database: Database = request.app.state.database
-        session = database.session(writes=request.method not in _SAFE_METHODS)
+        session = database.session(writes=_writes(request))
         setattr(request.state, _SESSION_ATTR, session)
     return session
 
@@ -36,15 +57,18 @@ class TransactionalRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         ip_limited = needs_ip_limit(self.endpoint, self.dependant)
+        predicate: WritesWhen | None = getattr(self.endpoint, _WRITES_WHEN, None)
 
         async def handle(request: Request) -> Response:
             try:
+                if predicate is not None:
+                    setattr(request.state, _WRITES_ATTR, await predicate(request))
                 if ip_limited:
                     await charge_ip_if_unattributed(request)
                 response = await handler(request)
                 session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
-                # Safe methods read through the autocommit, read-only engine: nothing to commit.
-                if session is not None and request.method not in _SAFE_METHODS:
+                # Reads go through the autocommit, read-only engine: nothing to commit.
+                if session is not None and _writes(request):
                     await session.commit()
                 return response
             except BaseException:
