@@ -11,7 +11,7 @@ take the same lock and count the same holds, so no two callers are promised the 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -139,28 +139,26 @@ async def _read_standing(
     )
 
 
-async def _locked_standing(
+async def _lock(
     session: AsyncSession,
     access: OrgAccess,
     plan: EffectivePlan,
     meter: Meter | None,
     now: datetime,
 ) -> Standing:
-    """Takes the (org, metric) lock row, then reads the holds: nothing can be held or used
-    on this metric by anyone else until this transaction ends."""
+    """Takes the (org, metric) lock row every writer of the metric takes: nothing can be
+    held or used on it by anyone else until this transaction ends. Holds are read next, in
+    statements of their own (`reserved` is 0 here)."""
     org_id = access.organization.id
-    metric = meter.name if meter is not None else CREDITS_METRIC
     if meter is None:
         balance = await credits.lock_for_hold(session, org_id, plan, now)
-        held = await _held_sweeping(session, org_id, metric, now)
-        return Standing(balance, Decimal(0), held, True, None, None)
+        return Standing(balance, Decimal(0), Decimal(0), True, None, None)
     limit, source, enforced, reset_at, period_start = _meter_terms(plan, meter, now)
-    used = await usage_totals.lock_total(session, org_id, metric, period_start, now)
-    held = await _held_sweeping(session, org_id, metric, now)
+    used = await usage_totals.lock_total(session, org_id, meter.name, period_start, now)
     return Standing(
         Decimal(limit) if limit is not None else None,
         Decimal(used),
-        held,
+        Decimal(0),
         enforced,
         source,
         reset_at,
@@ -261,37 +259,56 @@ async def _reserve(
     body: schemas.MetricCheck,
     now: datetime,
 ) -> schemas.MetricDecision:
-    standing = await _locked_standing(session, access, plan, meter, now)
+    org_id = access.organization.id
+    locked = await _lock(session, access, plan, meter, now)
     hold = schemas.ReservationHold(
         id=uuid.uuid4(),
         quantity=body.quantity,
         expires_at=now + timedelta(seconds=body.ttl_seconds),
     )
+    if body.idempotency_key is None:
+        # The common case in one statement: read the holds and hold, if there is room.
+        granted = await reservations.insert_if_room(
+            session,
+            org_id,
+            hold.id,
+            body.metric,
+            body.quantity,
+            hold.expires_at,
+            now,
+            used=locked.used,
+            limit=locked.limit if locked.enforced else None,
+        )
+        if granted is not None:
+            standing = replace(locked, reserved=granted.reserved_before)
+            return _metric_decision(access, plan, body, standing, hold)
+        standing = replace(locked, reserved=await _held_sweeping(session, org_id, body.metric, now))
+        if standing.allows(body.quantity):  # cannot happen under the lock; never promise blind
+            raise Conflict("The holds on this metric changed during the check; retry")
+        return _metric_decision(access, plan, body, standing, None)
+    # With a key the decision is stored with the hold, so it is made before the insert.
+    standing = replace(locked, reserved=await _held_sweeping(session, org_id, body.metric, now))
     decision = _metric_decision(access, plan, body, standing, hold)
-    if not decision.allowed and body.idempotency_key is None:
-        return decision  # nothing to hold, nothing to remember
     inserted = await reservations.insert(
         session,
         {
             "id": hold.id,
-            "organization_id": access.organization.id,
+            "organization_id": org_id,
             "metric": body.metric,
             "quantity": body.quantity,
             # A refusal is kept only to answer its key again; it never counts.
             "state": ReservationState.HELD if decision.allowed else ReservationState.DENIED,
             "expires_at": hold.expires_at if decision.allowed else now,
+            "reserved_before": standing.reserved,
             "committed_quantity": None,
             "idempotency_key": body.idempotency_key,
-            "decision": decision.model_dump(mode="json") if body.idempotency_key else None,
+            "decision": decision.model_dump(mode="json"),
             "created_at": now,
             "settled_at": None,
         },
     )
     if inserted is None:  # the same key won a race on another metric's lock
-        assert body.idempotency_key is not None
-        stored = await reservations.get_by_key(
-            session, access.organization.id, body.idempotency_key
-        )
+        stored = await reservations.get_by_key(session, org_id, body.idempotency_key)
         assert stored is not None
         return _replay(stored, body)
     return decision

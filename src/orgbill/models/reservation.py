@@ -43,6 +43,8 @@ class Reservation(IdMixin, Base):
     quantity: Mapped[Decimal] = mapped_column(CreditAmount())
     state: Mapped[str] = mapped_column(String(16))
     expires_at: Mapped[datetime] = mapped_column()
+    # What other live holds kept when this one was granted (the decision's `reserved`).
+    reserved_before: Mapped[Decimal] = mapped_column(CreditAmount())
     committed_quantity: Mapped[Decimal | None] = mapped_column(CreditAmount())
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     # The decision as first answered, replayed for a repeated idempotency key.

@@ -86,15 +86,22 @@ _HELD_BY_METRIC = (
     )
     .group_by(Reservation.metric)
 )
+# SKIP LOCKED: a hold some commit or release is settling right now is left alone, so the
+# sweep (which runs under the metric's lock row) never waits on a settlement that is itself
+# waiting for that lock row. (SQLite serialises writers and renders no FOR UPDATE.)
+_EXPIRED_IDS = (
+    select(Reservation.id)
+    .where(
+        Reservation.organization_id == _ORG,
+        Reservation.metric == bindparam("metric_name"),
+        Reservation.state == _HELD,
+        Reservation.expires_at <= bindparam("now"),
+    )
+    .with_for_update(skip_locked=True)
+)
 _SWEEP = (
     update(_table)
-    .where(
-        _table.c.organization_id == _ORG,
-        # Not "metric": UPDATE reserves column names for its SET parameters.
-        _table.c.metric == bindparam("metric_name"),
-        _table.c.state == _HELD,
-        _table.c.expires_at <= bindparam("now"),
-    )
+    .where(_table.c.id.in_(_EXPIRED_IDS.scalar_subquery()))
     .values(state=ReservationState.EXPIRED.value)
 )
 _GET = select(Reservation).where(Reservation.id == _ID, Reservation.organization_id == _ORG)
@@ -179,6 +186,82 @@ async def sweep_expired(
 async def insert(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
     """None when the org already used this idempotency key (the unique constraint decides)."""
     return await session.scalar(_insert_statement(session), values)
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    id: uuid.UUID
+    reserved_before: Decimal
+
+
+_QUANTITY_TYPE = _table.c.quantity.type
+_HOLD_VALUES = {
+    "id": bindparam("id", type_=Uuid()),
+    "organization_id": _ORG,
+    "metric": bindparam("metric", type_=_table.c.metric.type),
+    "quantity": bindparam("quantity", type_=_QUANTITY_TYPE),
+    "state": bindparam("state", type_=_table.c.state.type),
+    "expires_at": bindparam("expires_at", type_=_table.c.expires_at.type),
+    "created_at": bindparam("now", type_=_table.c.created_at.type),
+}
+_HELD_NOW = (
+    select(func.coalesce(func.sum(Reservation.quantity), 0).label("held"))
+    .where(
+        Reservation.organization_id == _ORG,
+        Reservation.metric == _HOLD_VALUES["metric"],
+        Reservation.state == _HELD,
+        Reservation.expires_at > _HOLD_VALUES["created_at"],
+    )
+    .subquery("live_holds")
+)
+# Reads the holds and inserts the new one in one statement, only if there is room:
+# used (read under the lock just before) + held + quantity <= limit. Its snapshot is taken
+# after that lock was granted, so it sees every hold committed before.
+_INSERT_IF_ROOM = (
+    _table.insert()
+    .from_select(
+        [*_HOLD_VALUES, "reserved_before"],
+        select(*_HOLD_VALUES.values(), _HELD_NOW.c.held).where(
+            bindparam("limit", type_=_QUANTITY_TYPE).is_(None)
+            | (
+                bindparam("used", type_=_QUANTITY_TYPE)
+                + _HELD_NOW.c.held
+                + _HOLD_VALUES["quantity"]
+                <= bindparam("limit", type_=_QUANTITY_TYPE)
+            )
+        ),
+    )
+    .returning(_table.c.id, _table.c.reserved_before)
+)
+
+
+async def insert_if_room(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    reservation_id: uuid.UUID,
+    metric: str,
+    quantity: Decimal,
+    expires_at: datetime,
+    now: datetime,
+    *,
+    used: Decimal,
+    limit: Decimal | None,
+) -> Granted | None:
+    """A live hold of `quantity` when `used` plus the live holds leave room under `limit`
+    (None: no limit); None when they do not. The caller holds the metric's lock row."""
+    params = {
+        "id": reservation_id,
+        "org_id": org_id,
+        "metric": metric,
+        "quantity": quantity,
+        "state": _HELD,
+        "expires_at": expires_at,
+        "now": now,
+        "used": used,
+        "limit": limit,
+    }
+    row = (await session.execute(_INSERT_IF_ROOM, params)).first()
+    return Granted(row[0], row[1]) if row else None
 
 
 async def get(

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("quantity", QUANTITY, nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reserved_before", QUANTITY, nullable=False),
         sa.Column("committed_quantity", QUANTITY, nullable=True),
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         sa.Column("decision", sa.JSON(), nullable=True),
