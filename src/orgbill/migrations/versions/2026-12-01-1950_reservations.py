@@ -1,7 +1,7 @@
 """reservations: holds taken by POST /check
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006_reservations
+Revises: 0005
 Create Date: 2026-12-01 19:50:00+00:00
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 # orgbill.models.types.CreditAmount).
 QUANTITY = sa.Numeric(precision=18, scale=4).with_variant(sa.BigInteger(), "sqlite")
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006_reservations"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
