@@ -203,12 +203,13 @@ def wrk(
     seconds: int,
     connections: int,
     script: Path | None = None,
+    threads: int = 1,
 ) -> LoadResult:
-    """Bounded load (fixed duration) from one wrk thread on loopback; `script`: a wrk Lua
-    script (request bodies, methods)."""
+    """Bounded load (fixed duration) from wrk on loopback (one thread unless told);
+    `script`: a wrk Lua script (request bodies, methods)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `apt-get install -y wrk` (Debian) and rerun")
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script is not None:
         cmd += ["-s", str(script)]
     for name, value in headers.items():
