@@ -232,6 +232,9 @@ async def test_a_hold_counts_as_used_until_released(client: httpx.AsyncClient) -
 async def test_committing_a_counter_records_one_usage_event(client: httpx.AsyncClient) -> None:
     org = await create_org(client)
     hold = (await check(client, org, metric="turns", quantity=40, reserve=True))["reservation"]
+    second = await check(client, org, metric="turns", quantity=10, reserve=True)
+    assert (second["used"], second["reserved"], second["remaining"]) == (0, 40, 460)
+    assert (await settle(client, org, second["reservation"]["id"], "release")).status_code == 200
     committed = await settle(client, org, hold["id"], "commit", quantity=25)
     assert committed.status_code == 200, committed.text
     body = committed.json()
