@@ -17,7 +17,7 @@ router = APIRouter(prefix="/admin", route_class=TransactionalRoute, tags=["admin
 
 
 @router.post("/impersonate")
-async def impersonate(
+async def impersonate_organization(
     body: schemas.ImpersonateRequest,
     admin: SuperadminDep,
     session: SessionDep,
@@ -27,7 +27,7 @@ async def impersonate(
 
 
 @router.patch("/organizations/{org_id}")
-async def update_organization(
+async def admin_update_organization(
     org_id: uuid.UUID,
     body: schemas.AdminOrganizationUpdate,
     admin: SuperadminDep,
@@ -39,7 +39,7 @@ async def update_organization(
 
 
 @router.get("/audit-log")
-async def audit_log(
+async def list_audit_log(
     _: SuperadminDep,
     session: SessionDep,
     paging: Annotated[PageParams, Depends(page_params)],

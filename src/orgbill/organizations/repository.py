@@ -178,3 +178,16 @@ async def get_subscription(
         Subscription.stripe_subscription_id == stripe_subscription_id,
     )
     return await session.scalar(stmt)
+
+
+async def revoke_api_keys_named(
+    session: AsyncSession, org_id: uuid.UUID, name: str, now: datetime
+) -> int:
+    """Revoke the org's active keys called `name` (the demo's key from its last run)."""
+    stmt = (
+        update(ApiKey)
+        .where(ApiKey.organization_id == org_id, ApiKey.name == name, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

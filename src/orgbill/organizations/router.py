@@ -61,7 +61,7 @@ async def regenerate_key(
 
 
 @router.get("/organizations/profile/{org_id}", response_model=schemas.OrganizationProfile)
-async def get_profile(access: ReadOrg, request: Request) -> Response:
+async def get_organization_profile(access: ReadOrg, request: Request) -> Response:
     # The hottest route takes no further dependencies: each costs measurable time.
     session = await get_session(request)
     profile = await service.get_profile(session, access, request.app.state.catalog_store)

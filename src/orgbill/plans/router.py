@@ -22,7 +22,7 @@ async def list_plans(session: SessionDep, store: CatalogStoreDep) -> schemas.Pla
 
 
 @router.get("/plans/current")
-async def current_plan(
+async def get_current_plan(
     access: CurrentOrgRead, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.CurrentPlan:
     return await service.current_plan(session, access, store)
