@@ -10,12 +10,12 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from orgbill import migrate
+from orgbill.admin.credits_router import router as credits_admin_router
 from orgbill.admin.router import router as admin_router
 from orgbill.auth.last_used import ApiKeyUsageRecorder
 from orgbill.auth.router import router as auth_router
 from orgbill.billing.router import router as billing_router
 from orgbill.config import Settings, get_settings
-from orgbill.credits.admin_router import router as credits_admin_router
 from orgbill.credits.router import router as credits_router
 from orgbill.db import Database
 from orgbill.decisions.router import router as decisions_router
@@ -104,8 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         def public_rate() -> int:
             # An anonymous caller gets the free plan's rate, per client IP.
-            rate = catalog_store.catalog.free.limits.get("api_rate_limit")
-            return rate if isinstance(rate, int) and not isinstance(rate, bool) else 1
+            return catalog_store.catalog.free.limits.count("api_rate_limit") or 1
 
         app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, public_rate=public_rate)
     app.add_middleware(AccessLogMiddleware, log_probes=settings.access_log_probes)

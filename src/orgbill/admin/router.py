@@ -5,7 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from orgbill.admin import audit, schemas, service
+from orgbill.admin import schemas, service
+from orgbill.audit import repository as audit
 from orgbill.auth.dependencies import SessionDep, SettingsDep, SuperadminDep
 from orgbill.kit.pagination import Page, PageParams, build_page, page_params
 from orgbill.kit.routing import TransactionalRoute

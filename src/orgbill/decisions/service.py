@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgbill.auth.principal import OrgAccess
 from orgbill.credits import service as credits
 from orgbill.decisions import schemas
+from orgbill.entitlements.periods import Period
 from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.errors import Conflict, NotFound, ValidationFailed
 from orgbill.models import OrganizationStatus, Reservation, ReservationState
@@ -29,7 +30,6 @@ from orgbill.reservations import repository as reservations
 from orgbill.reservations.repository import CREDITS_METRIC, HeldState
 from orgbill.usage import repository as usage_totals
 from orgbill.usage import service as usage
-from orgbill.usage.periods import Period, billing_period
 from orgbill.usage.schemas import MAX_EVENT_QUANTITY
 
 
@@ -60,7 +60,7 @@ class Standing:
 
 
 def _period(plan: EffectivePlan, now: datetime) -> Period:
-    return billing_period(plan, now)
+    return plan.period if now == plan.evaluated_at else plan.period_at(now)
 
 
 def _is_suspended(access: OrgAccess) -> bool:
@@ -70,7 +70,7 @@ def _is_suspended(access: OrgAccess) -> bool:
 def _meter_terms(plan: EffectivePlan, meter: Meter, now: datetime) -> tuple[Any, ...]:
     """(limit, source, enforced, reset_at, total's period start) of a meter."""
     limit = usage.meter_limit(plan, meter)
-    source = plan.limits[meter.limit].source if meter.limit in plan.limits else None
+    source = plan.limit_sources.get(meter.limit)
     period = _period(plan, now)
     reset_at = period.end if meter.kind == "counter" else None
     enforced = meter.enforcement == "hard"
@@ -84,9 +84,9 @@ def _feature_terms(plan: EffectivePlan, feature: str) -> tuple[bool, str | None]
         return True, f"plan:{plan.plan.code}"
     if feature in plan.features:  # the org's entitlements, merged in by the resolver
         return True, "override"
-    limit = plan.limits.get(feature)
-    if limit is not None and isinstance(limit.value, bool):
-        return limit.value, limit.source
+    limit = plan.limits.get_limit(feature)
+    if limit.kind == "flag":
+        return limit.as_flag(), plan.limit_sources.get(feature)
     return False, None
 
 

@@ -9,7 +9,7 @@ from orgbill.models.enterprise_contract import EnterpriseContract
 from orgbill.models.invoice import Invoice
 from orgbill.models.membership import Membership, Role
 from orgbill.models.organization import Organization, OrganizationStatus
-from orgbill.models.plan import Plan, PlanCatalog
+from orgbill.models.plan import PlanCatalog
 from orgbill.models.reservation import Reservation, ReservationState
 from orgbill.models.stripe_event import StripeEvent, StripeEventStatus
 from orgbill.models.subscription import Subscription
@@ -29,7 +29,6 @@ __all__ = [
     "Membership",
     "Organization",
     "OrganizationStatus",
-    "Plan",
     "PlanCatalog",
     "Reservation",
     "ReservationState",

@@ -86,6 +86,9 @@ class PlanSummary(Schema):
     user_count: int | None
     limits: JsonObject
     features: list[str]
+    # The current billing period (the one `/usage` and the quota headers count in).
+    period_start: UTCDatetime
+    period_end: UTCDatetime
 
 
 class SubscriptionSummary(Schema):

@@ -35,8 +35,7 @@ async def record_usage_events(
 async def get_usage(
     access: ReadUsage, session: SessionDep, store: CatalogStoreDep, response: Response
 ) -> schemas.Usage:
-    now = utcnow()
-    plan = await plan_for_access(session, access, store, now)
-    report = await service.usage_report(session, access, plan, store, now)
+    plan = await plan_for_access(session, access, store)
+    report = await service.usage_report(session, access, plan, store)
     response.headers.update(service.quota_headers(report))
     return report.as_schema()

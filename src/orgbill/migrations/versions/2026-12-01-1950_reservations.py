@@ -1,7 +1,7 @@
 """reservations: holds taken by POST /check
 
 Revision ID: 0006_reservations
-Revises: 0005
+Revises: drop_plan_table
 Create Date: 2026-12-01 19:50:00+00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 QUANTITY = sa.Numeric(precision=18, scale=4).with_variant(sa.BigInteger(), "sqlite")
 
 revision: str = "0006_reservations"
-down_revision: str | None = "0005"
+down_revision: str | None = "drop_plan_table"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
