@@ -115,6 +115,12 @@ async def sync_stripe(
         await database.dispose()
 
 
+# orgbill decides the client address itself from ORGBILL_TRUSTED_PROXIES (kit/client_ip.py):
+# uvicorn must not rewrite it first from forwarded headers (by default it believes them from
+# 127.0.0.1, so any local client could pick its address, and with it a fresh rate bucket).
+UVICORN_OPTIONS = {"proxy_headers": False, "forwarded_allow_ips": "", "access_log": False}
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -123,8 +129,7 @@ def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        access_log=False,  # orgbill writes its own JSON access log
-        proxy_headers=True,
+        **UVICORN_OPTIONS,  # access log: orgbill writes its own JSON line
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,13 +21,14 @@ from orgbill.db import Database
 from orgbill.errors import error_response, register_error_handlers
 from orgbill.kit.logging import configure_logging
 from orgbill.middleware.access_log import AccessLogMiddleware
-from orgbill.middleware.ratelimit import RateLimitMiddleware
+from orgbill.middleware.ratelimit import CallerMiddleware, CallerPaths, RouteTable
 from orgbill.middleware.request_id import RequestIdMiddleware
 from orgbill.organizations.router import router as organizations_router
 from orgbill.plans.catalog import load_catalog
 from orgbill.plans.router import router as plans_router
 from orgbill.plans.store import CatalogStore
-from orgbill.ratelimit.limiter import RateLimiter
+from orgbill.ratelimit.limiter import RateLimiter, RedisFallback, redis_client
+from orgbill.ratelimit.signin import SignInGuard
 from orgbill.stripe_sync.admin_router import router as stripe_admin_router
 from orgbill.stripe_sync.client import StripeGateway
 from orgbill.stripe_sync.router import router as stripe_webhook_router
@@ -34,6 +36,13 @@ from orgbill.usage.router import router as usage_router
 
 API_PREFIX = "/api/v1"
 _READY_TIMEOUT_SECONDS = 3.0
+# /readyz asks the database at most this often per instance (probes may be frequent).
+_READY_CACHE_SECONDS = 1.0
+# Never rate limited (contract), with the assets /docs and /redoc load.
+OPERATIONAL_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+)
+OPERATIONAL_PREFIXES = ("/docs/", "/redoc/", "/static/")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,8 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.api_key_usage.drain()
-            if rate_limiter is not None:
-                await rate_limiter.aclose()
+            if redis is not None:
+                await redis.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -64,8 +73,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     catalog_store = CatalogStore(fallback_catalog)
     app.state.catalog_store = catalog_store
     app.state.stripe = StripeGateway.from_settings(settings)
-    rate_limiter = RateLimiter.from_settings(settings) if settings.rate_limit_enabled else None
+    redis = redis_client(settings)
+    fallback = RedisFallback(redis is not None)
+    rate_limiter = (
+        RateLimiter.build(redis, settings, fallback) if settings.rate_limit_enabled else None
+    )
     app.state.rate_limiter = rate_limiter
+    app.state.sign_in_guard = SignInGuard(redis, settings.rate_limit_key_prefix, fallback)
     register_error_handlers(app)
 
     for router in (
@@ -86,26 +100,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], response_model=None)
-    async def readyz(request: Request) -> Response | dict[str, str]:
-        database: Database = request.app.state.database
+    ready_checked: dict[str, float | bool] = {"at": float("-inf"), "ok": False}
+
+    async def database_reachable(database: Database) -> bool:
+        # Cached for a second: a flood of probes costs the database one query a second.
+        now = time.monotonic()
+        if now - float(ready_checked["at"]) < _READY_CACHE_SECONDS:
+            return bool(ready_checked["ok"])
         try:
             async with asyncio.timeout(_READY_TIMEOUT_SECONDS), database.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
+            ok = True
         except Exception:
+            ok = False
+        ready_checked.update(at=time.monotonic(), ok=ok)
+        return ok
+
+    @app.get("/readyz", tags=["operations"], response_model=None)
+    async def readyz(request: Request) -> Response | dict[str, str]:
+        if not await database_reachable(request.app.state.database):
             return error_response(503, "unavailable", "Database unreachable")
         return {"status": "ready", "database": "ok"}
 
-    # Added last is outermost: request id wraps the access log, which wraps the rate limit,
-    # which wraps the app.
-    if rate_limiter is not None:
-
-        def public_rate() -> int:
-            # An anonymous caller gets the free plan's rate, per client IP.
-            rate = catalog_store.catalog.free.limits.get("api_rate_limit")
-            return rate if isinstance(rate, int) and not isinstance(rate, bool) else 1
-
-        app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, public_rate=public_rate)
+    # Added last is outermost: request id wraps the access log, which wraps the caller and
+    # rate limit step, which wraps the app.
+    app.add_middleware(
+        CallerMiddleware,
+        routes=RouteTable(app.openapi),
+        settings=settings,
+        limiter=rate_limiter,
+        catalog_store=catalog_store,
+        paths=CallerPaths(
+            exempt=OPERATIONAL_PATHS,
+            exempt_prefixes=OPERATIONAL_PREFIXES,
+            stripe_webhook=f"{API_PREFIX}/webhooks/stripe",
+            admin_prefix=f"{API_PREFIX}/admin/",
+        ),
+    )
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from orgbill.auth.dependencies import SessionDep, current_org_access
-from orgbill.auth.principal import ANY_ROLE, BILLING_ROLES, OrgAccess
+from orgbill.auth.permissions import Perm
+from orgbill.auth.principal import OrgAccess
 from orgbill.billing import schemas, service
 from orgbill.kit.pagination import Page, PageParams, page_params
 from orgbill.kit.routing import TransactionalRoute
@@ -15,9 +16,11 @@ from orgbill.stripe_sync.dependencies import StripeGatewayDep
 router = APIRouter(prefix="/billing", route_class=TransactionalRoute, tags=["billing"])
 
 # A suspended org may still read its billing and pay its way back (contract: "Who is calling").
-BillingRead = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE, allow_suspended=True))]
+BillingRead = Annotated[
+    OrgAccess, Depends(current_org_access(Perm.BILLING_READ, allow_suspended=True))
+]
 BillingAction = Annotated[
-    OrgAccess, Depends(current_org_access(BILLING_ROLES, allow_suspended=True))
+    OrgAccess, Depends(current_org_access(Perm.BILLING_WRITE, allow_suspended=True))
 ]
 Paging = Annotated[PageParams, Depends(page_params)]
 

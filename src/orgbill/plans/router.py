@@ -5,15 +5,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from orgbill.auth.dependencies import SessionDep, current_org_access, org_access
-from orgbill.auth.principal import ANY_ROLE, OrgAccess
+from orgbill.auth.permissions import Perm
+from orgbill.auth.principal import OrgAccess
 from orgbill.kit.routing import TransactionalRoute
 from orgbill.plans import schemas, service
 from orgbill.plans.dependencies import CatalogStoreDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["plans"])
 
-CurrentOrgRead = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE, allow_suspended=True))]
-OrgRead = Annotated[OrgAccess, Depends(org_access(ANY_ROLE, allow_suspended=True))]
+CurrentOrgRead = Annotated[
+    OrgAccess, Depends(current_org_access(Perm.ORG_READ, allow_suspended=True))
+]
+OrgRead = Annotated[OrgAccess, Depends(org_access(Perm.ORG_READ, allow_suspended=True))]
 
 
 @router.get("/plans")
