@@ -5,7 +5,6 @@ webhooks; Redis shared between two real servers, in-process fallback when it is 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -23,6 +22,7 @@ from sqlalchemy import event
 
 from orgbill.config import Settings
 from orgbill.db import Database
+from orgbill.ratelimit.buckets import LocalTokenBuckets
 from tests.fixtures.app import running_app
 from tests.fixtures.databases import REDIS_ENV
 from tests.fixtures.factories import (
@@ -40,6 +40,14 @@ from tests.fixtures.tcpproxy import free_port
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 # A public bucket of one request that does not refill during a test.
 ONE_SHOT = {"public_rate_limit": 0.01, "rate_limit_burst_seconds": 1}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def random_ip() -> str:
@@ -117,14 +125,25 @@ async def test_a_free_plan_orgs_ten_call_burst_passes(
 
 
 async def test_an_empty_bucket_refills_at_its_rate(settings: Settings) -> None:
-    # 10/s with a capacity of 1: refused at once, allowed again a tenth of a second later.
-    async with limited_client(
-        settings, public_rate_limit=10, rate_limit_burst_seconds=0.1
-    ) as limited:
-        assert (await limited.get(f"{API}/plans")).status_code == 200
-        assert_error(await limited.get(f"{API}/plans"), 429, "rate_limited")
-        await asyncio.sleep(0.15)
-        assert (await limited.get(f"{API}/plans")).status_code == 200
+    clock = FakeClock()
+    # 2/s with a capacity of 4 (2 s of burst), on the test's clock.
+    async with limited_app(settings, public_rate_limit=2, rate_limit_burst_seconds=2) as app:
+        app.state.rate_limiter.local_buckets = LocalTokenBuckets(clock)
+        async with client_at(app) as http:
+
+            async def plans() -> httpx.Response:
+                return await http.get(f"{API}/plans")
+
+            assert [(await plans()).status_code for _ in range(4)] == [200] * 4
+            refused = await plans()
+            assert_error(refused, 429, "rate_limited")
+            assert refused.headers["retry-after"] == "1"  # one token back in 0.5 s
+            clock.now += 0.5
+            assert (await plans()).status_code == 200
+            assert (await plans()).status_code == 429
+            clock.now += 60  # never above capacity
+            after_idle = [(await plans()).status_code for _ in range(5)]
+            assert after_idle == [200] * 4 + [429]
 
 
 async def test_org_user_and_ip_have_separate_buckets(
@@ -375,3 +394,43 @@ async def test_two_servers_share_one_limit_through_redis(
     assert statuses[:3] == [200, 200, 200], statuses
     assert 3 <= statuses.count(200) <= 4, statuses
     assert statuses.count(429) >= 4
+
+
+async def test_the_caller_is_identified_once_per_request(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
+    """The caller middleware's identification is the one the routes use: one key lookup for
+    an API key's profile read, one user and one membership read for a user's org route, with
+    the limiter on or off."""
+    org = await create_org(client)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    async with limited_app(settings) as limited:
+        for target in (app, limited):
+            database: Database = target.state.database
+            engines = (database.engine.sync_engine, database.read_engine.sync_engine)
+            for engine in engines:
+                event.listen(engine, "before_cursor_execute", record)
+            try:
+                async with client_at(target) as http:
+                    statements.clear()
+                    profile = await http.get(
+                        f"{API}/organizations/profile/{org.id}", headers=org.key_headers
+                    )
+                    assert profile.status_code == 200
+                    assert len([s for s in statements if "key_hash" in s]) == 1, statements
+                    statements.clear()
+                    composite = await http.get(
+                        f"{API}/organizations/{org.id}", headers=org.owner.headers
+                    )
+                    assert composite.status_code == 200
+                    membership_reads = [
+                        s for s in statements if "membership.role" in s and "LEFT OUTER" in s
+                    ]
+                    assert len(membership_reads) == 1, statements
+            finally:
+                for engine in engines:
+                    event.remove(engine, "before_cursor_execute", record)

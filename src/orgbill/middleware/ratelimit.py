@@ -105,13 +105,9 @@ class CallerMiddleware:
             return
         request = Request(scope, receive)
         peer = scope.get("client")
-        caller = Caller(
-            client_ip=client_address(
-                peer[0] if peer else None,
-                request.headers.getlist("x-forwarded-for"),
-                self.settings.trusted_proxies,
-            )
-        )
+        proxies = self.settings.trusted_proxies
+        forwarded_for = request.headers.getlist("x-forwarded-for") if proxies else []
+        caller = Caller(client_ip=client_address(peer[0] if peer else None, forwarded_for, proxies))
         attach_caller(scope, caller)
         try:
             bucket, receive = await self._resolve(request, caller, receive)

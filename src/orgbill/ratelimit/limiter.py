@@ -72,7 +72,8 @@ class RateLimiter:
         shared: RedisTokenBuckets | None,
         fallback: RedisFallback | None = None,
     ) -> None:
-        self._local = local
+        # Public so a test can hand it buckets on a clock of its own.
+        self.local_buckets = local
         self._shared = shared
         self._fallback = fallback or RedisFallback(shared is not None)
 
@@ -86,7 +87,7 @@ class RateLimiter:
     async def hit(self, bucket: Bucket, cost: int = 1) -> RateDecision:
         shared = self._shared
         if shared is None:
-            return self._local.hit(bucket, cost)
+            return self.local_buckets.hit(bucket, cost)
         return await self._fallback.run(
-            lambda: shared.hit(bucket, cost), lambda: self._local.hit(bucket, cost)
+            lambda: shared.hit(bucket, cost), lambda: self.local_buckets.hit(bucket, cost)
         )
