@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +18,7 @@ from orgbill.credits.admin_router import router as credits_admin_router
 from orgbill.credits.router import router as credits_router
 from orgbill.db import Database
 from orgbill.errors import error_response, register_error_handlers
+from orgbill.kit.cache import Memo
 from orgbill.kit.logging import configure_logging
 from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.ratelimit import CallerMiddleware, CallerPaths, RouteTable
@@ -36,7 +36,6 @@ from orgbill.usage.router import router as usage_router
 
 API_PREFIX = "/api/v1"
 _READY_TIMEOUT_SECONDS = 3.0
-# /readyz asks the database at most this often per instance (probes may be frequent).
 _READY_CACHE_SECONDS = 1.0
 # Never rate limited (contract), with the assets /docs and /redoc load.
 OPERATIONAL_PATHS = frozenset(
@@ -100,25 +99,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    ready_checked: dict[str, float | bool] = {"at": float("-inf"), "ok": False}
-
-    async def database_reachable(database: Database) -> bool:
-        # Cached for a second: a flood of probes costs the database one query a second.
-        now = time.monotonic()
-        if now - float(ready_checked["at"]) < _READY_CACHE_SECONDS:
-            return bool(ready_checked["ok"])
+    async def database_reachable() -> bool:
         try:
-            async with asyncio.timeout(_READY_TIMEOUT_SECONDS), database.engine.connect() as conn:
+            async with (
+                asyncio.timeout(_READY_TIMEOUT_SECONDS),
+                app.state.database.engine.connect() as conn,
+            ):
                 await conn.execute(text("SELECT 1"))
-            ok = True
         except Exception:
-            ok = False
-        ready_checked.update(at=time.monotonic(), ok=ok)
-        return ok
+            return False
+        return True
+
+    # Probes may come often: the database is asked at most once a second per instance.
+    app.state.readiness = Memo(database_reachable, _READY_CACHE_SECONDS)
 
     @app.get("/readyz", tags=["operations"], response_model=None)
     async def readyz(request: Request) -> Response | dict[str, str]:
-        if not await database_reachable(request.app.state.database):
+        if not await request.app.state.readiness.get():
             return error_response(503, "unavailable", "Database unreachable")
         return {"status": "ready", "database": "ok"}
 

@@ -23,6 +23,7 @@ from orgbill.auth.principal import (
     SUPERADMIN_READ_ROLE,
     ApiKeyPrincipal,
     Caller,
+    NamedOrg,
     OrgAccess,
     Principal,
     UserPrincipal,
@@ -113,7 +114,7 @@ async def resolve_org_access(
 
 async def _user_org_role(
     session: AsyncSession, caller: Caller, principal: UserPrincipal, org_id: uuid.UUID | None
-):  # type: ignore[no-untyped-def]
+) -> tuple[Role, NamedOrg]:
     # An impersonation token acts on its own org, whatever the URL says (seed 000).
     target = principal.impersonated_org_id or org_id
     if target is None:

@@ -10,12 +10,14 @@ import hashlib
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis.asyncio import Redis
 
 from orgbill.ratelimit.limiter import RedisFallback
 
+T = TypeVar("T")
 MAX_FAILURES = 10
 WINDOW_SECONDS = 15 * 60
 
@@ -91,9 +93,12 @@ class SignInGuard:
             assert self._client is not None
             await self._client.delete(self._prefix + key)
 
-        await self._run(shared, lambda: self._local.pop(key, None))
+        def local() -> None:
+            self._local.pop(key, None)
 
-    async def _run(self, shared, local):  # type: ignore[no-untyped-def]
+        await self._run(shared, local)
+
+    async def _run(self, shared: Callable[[], Awaitable[T]], local: Callable[[], T]) -> T:
         if self._client is None:
             return local()
         return await self._fallback.run(shared, local)
