@@ -6,9 +6,11 @@ webhooks; Redis shared between two real servers, in-process fallback when it is 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -369,13 +371,13 @@ async def test_two_servers_share_one_limit_through_redis(
     if not redis_url:
         pytest.skip(f"{REDIS_ENV} is not set: the shared (Redis) rate limit is not tested")
     org = await create_org(client)
-    await set_rate_limit(client, settings, org, 3)
+    await set_rate_limit(client, settings, org, 1)
     shared = settings.model_copy(
         update={
             "rate_limit_enabled": True,
             "redis_url": redis_url,
             "rate_limit_key_prefix": f"orgbill-test-{secrets.token_hex(6)}:",
-            "rate_limit_burst_seconds": 1,
+            "rate_limit_burst_seconds": 3,  # capacity 3, refilling 1/s
         }
     )
     profile = f"{API}/organizations/profile/{org.id}"
@@ -384,16 +386,18 @@ async def test_two_servers_share_one_limit_through_redis(
             for url in (first_url, second_url):  # warm both (connections, Lua script)
                 assert (await http.get(f"{url}/healthz")).status_code == 200
             statuses = []
+            started = time.monotonic()
             for index in range(8):
                 url = first_url if index % 2 == 0 else second_url
                 statuses.append(
                     (await http.get(url + profile, headers=org.key_headers)).status_code
                 )
-    # Two separate in-process limits would allow 6; one shared bucket allows 3 (plus at most
-    # one token refilled while the requests ran).
+            elapsed = time.monotonic() - started
+    # Two separate in-process limits would allow 6; one shared bucket allows its 3 plus one
+    # per second the requests took (a loaded machine is slow).
     assert statuses[:3] == [200, 200, 200], statuses
-    assert 3 <= statuses.count(200) <= 4, statuses
-    assert statuses.count(429) >= 4
+    assert statuses.count(200) <= 3 + math.ceil(elapsed), (statuses, elapsed)
+    assert elapsed >= 2 or statuses.count(200) < 6, (statuses, elapsed)
 
 
 async def test_the_caller_is_identified_once_per_request(
