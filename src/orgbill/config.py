@@ -54,6 +54,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     access_log: bool = True
+    # Health probes and scrapes (/healthz, /readyz, /metrics) fill logs with noise: off by default.
+    access_log_probes: bool = False
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
-from fastapi import FastAPI, Request, Response
-from sqlalchemy import text
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
+from orgbill import migrate
+from orgbill.admin.credits_router import router as credits_admin_router
 from orgbill.admin.router import router as admin_router
 from orgbill.auth.last_used import ApiKeyUsageRecorder
 from orgbill.auth.router import router as auth_router
 from orgbill.billing.router import router as billing_router
 from orgbill.config import Settings, get_settings
-from orgbill.credits.admin_router import router as credits_admin_router
 from orgbill.credits.router import router as credits_router
 from orgbill.db import Database
-from orgbill.errors import error_response, register_error_handlers
+from orgbill.errors import register_error_handlers
 from orgbill.kit.cache import Memo
 from orgbill.kit.logging import configure_logging
 from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.ratelimit import CallerMiddleware, CallerPaths, RouteTable
 from orgbill.middleware.request_id import RequestIdMiddleware
+from orgbill.openapi import install_openapi, operation_id
+from orgbill.operations.readiness import check_readiness
+from orgbill.operations.router import mount_operations
 from orgbill.organizations.router import router as organizations_router
 from orgbill.plans.catalog import load_catalog
 from orgbill.plans.router import router as plans_router
@@ -35,13 +39,16 @@ from orgbill.stripe_sync.router import router as stripe_webhook_router
 from orgbill.usage.router import router as usage_router
 
 API_PREFIX = "/api/v1"
-_READY_TIMEOUT_SECONDS = 3.0
 _READY_CACHE_SECONDS = 1.0
 # Never rate limited (contract), with the assets /docs and /redoc load.
 OPERATIONAL_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
 )
-OPERATIONAL_PREFIXES = ("/docs/", "/redoc/", "/static/")
+OPERATIONAL_PREFIXES = ("/docs/", "/redoc/")
+
+
+def _operation_id(route: APIRoute) -> str:
+    return operation_id(route)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,11 +71,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="orgbill",
-        version="0.1.0",
+        version=version("orgbill"),
         summary="Organizations, members, API keys, plans, Stripe billing and usage.",
         lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+        # Served by operations/router.py from bundled assets (no CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.schema_head = migrate.head_revision()
     catalog_store = CatalogStore(fallback_catalog)
     app.state.catalog_store = catalog_store
     app.state.stripe = StripeGateway.from_settings(settings)
@@ -95,29 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, prefix=API_PREFIX)
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    async def database_reachable() -> bool:
-        try:
-            async with (
-                asyncio.timeout(_READY_TIMEOUT_SECONDS),
-                app.state.database.engine.connect() as conn,
-            ):
-                await conn.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
+    mount_operations(app)
+    install_openapi(app, API_PREFIX)
 
     # Probes may come often: the database is asked at most once a second per instance.
-    app.state.readiness = Memo(database_reachable, _READY_CACHE_SECONDS)
-
-    @app.get("/readyz", tags=["operations"], response_model=None)
-    async def readyz(request: Request) -> Response | dict[str, str]:
-        if not await request.app.state.readiness.get():
-            return error_response(503, "unavailable", "Database unreachable")
-        return {"status": "ready", "database": "ok"}
+    app.state.readiness = Memo(
+        lambda: check_readiness(app.state.database, app.state.schema_head), _READY_CACHE_SECONDS
+    )
 
     # Added last is outermost: request id wraps the access log, which wraps the caller and
     # rate limit step, which wraps the app.
@@ -134,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             admin_prefix=f"{API_PREFIX}/admin/",
         ),
     )
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(AccessLogMiddleware, log_probes=settings.access_log_probes)
     app.add_middleware(RequestIdMiddleware)
     return app
 

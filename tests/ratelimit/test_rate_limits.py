@@ -189,11 +189,11 @@ async def test_readyz_asks_the_database_at_most_once_a_second(settings: Settings
         def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
             probes.append(statement)
 
-        event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+        event.listen(database.read_engine.sync_engine, "before_cursor_execute", count)
         try:
             statuses = [(await http.get("/readyz")).status_code for _ in range(25)]
         finally:
-            event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+            event.remove(database.read_engine.sync_engine, "before_cursor_execute", count)
     assert statuses == [200] * 25
     assert 1 <= len([s for s in probes if "SELECT 1" in s]) <= 2
 

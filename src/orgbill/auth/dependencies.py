@@ -191,3 +191,11 @@ def current_org_access(
         return _admit(request, access)
 
     return dependency
+
+
+# Read access to an org, by path id or by the caller's current org; a suspended org can
+# still read. One name each, shared by every router that reads.
+OrgRead = Annotated[OrgAccess, Depends(org_access(Perm.ORG_READ, allow_suspended=True))]
+CurrentOrgRead = Annotated[
+    OrgAccess, Depends(current_org_access(Perm.ORG_READ, allow_suspended=True))
+]

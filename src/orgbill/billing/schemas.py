@@ -9,7 +9,9 @@ from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
 
 
 class BillingSubscription(Schema):
-    """Seed 001's subscription; read straight from the mirror row."""
+    """The organization's subscription as Stripe last reported it."""
+
+    # Seed 001's shape, read straight from the mirror row.
 
     id: uuid.UUID
     stripe_subscription_id: str

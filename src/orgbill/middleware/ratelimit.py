@@ -187,8 +187,9 @@ class CallerMiddleware:
     def _caller_bucket(self, caller: Caller) -> Bucket | None:
         if caller.acting_org is not None:
             assert caller.effective_plan is not None or self.limiter is None
-            rate = caller.effective_plan.limit("api_rate_limit") if caller.effective_plan else None
-            if rate is None or isinstance(rate, bool) or not isinstance(rate, int | float):
+            plan = caller.effective_plan
+            rate = plan.limits.count("api_rate_limit") if plan is not None else None
+            if rate is None:
                 return None  # unlimited
             return self._bucket(f"org:{caller.acting_org.id}", float(rate))
         assert isinstance(caller.principal, UserPrincipal)
