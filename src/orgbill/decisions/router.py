@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Request
 
 from orgbill.auth.dependencies import SessionDep, current_org_access
-from orgbill.auth.principal import ANY_ROLE, MANAGERS, OrgAccess
+from orgbill.auth.permissions import Perm
+from orgbill.auth.principal import OrgAccess
 from orgbill.decisions import schemas, service
 from orgbill.entitlements.service import plan_for_access
 from orgbill.kit.routing import TransactionalRoute, writes_when
@@ -19,9 +20,9 @@ router = APIRouter(route_class=TransactionalRoute, tags=["decisions"])
 
 # Deciding is the product's own call (its API key); among users, owners and admins. A
 # suspended org still gets its decision (allowed: false, code org_suspended), as a 200.
-Decide = Annotated[OrgAccess, Depends(current_org_access(MANAGERS, allow_suspended=True))]
-Settle = Annotated[OrgAccess, Depends(current_org_access(MANAGERS))]
-ReadReservation = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE))]
+Decide = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_WRITE, allow_suspended=True))]
+Settle = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_WRITE))]
+ReadReservation = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_READ))]
 
 
 async def decision_time() -> datetime:
