@@ -26,6 +26,8 @@ from orgbill.errors import Conflict, InsufficientCredits, LimitExceeded, Validat
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import isoformat_z
 from orgbill.models import CreditEntryKind, CreditGrantKind, CreditLedgerEntry, Organization
+from orgbill.reservations import repository as reservations
+from orgbill.reservations.repository import CREDITS_METRIC
 
 
 def max_credits(plan: EffectivePlan) -> int | None:
@@ -48,13 +50,20 @@ def allowance(plan: EffectivePlan, now: datetime) -> Allowance:
     )
 
 
-def ensure_covers(available: Decimal, requested: Decimal) -> None:
-    """The consume check, in one place: what may be spent (the settled total; less what
-    reservations hold, once they exist) must cover the request."""
+def ensure_covers(total: Decimal, held: Decimal, requested: Decimal) -> None:
+    """The consume check, in one place: the settled total less what reservations hold must
+    cover the request."""
+    available = max(Decimal(0), total - held)
     if requested > available:
         raise InsufficientCredits(
-            f"Not enough credits: {available} available, {requested} requested",
-            details={"available": str(available), "requested": str(requested)},
+            f"Not enough credits: {available} available"
+            + (f" ({held} held by reservations)" if held else "")
+            + f", {requested} requested",
+            details={
+                "available": str(available),
+                "reserved": str(held),
+                "requested": str(requested),
+            },
         )
 
 
@@ -281,17 +290,63 @@ async def consume(
         await _check_replay(session, org_id, body)
         await _close(session, unit, Decimal(0))
         return unit.total
-    # Raising rolls back everything above: a refused consume leaves no trace and its key
-    # stays free for a retry.
-    ensure_covers(unit.total, body.amount)
-    draws, unit.live = ledger.draws_for(unit.live, body.amount)
+    # Read under the credit lock (reservations take it too): credits held by reservations
+    # are spoken for. Raising rolls back everything above: a refused consume leaves no trace
+    # and its key stays free for a retry.
+    held = await reservations.held_quantity(session, org_id, CREDITS_METRIC, now)
+    ensure_covers(unit.total, held, body.amount)
+    return await _spend(session, unit, body.amount)
+
+
+async def _spend(session: AsyncSession, unit: _Unit, amount: Decimal) -> Decimal:
+    """Draws `amount` (already checked) from the grants in draw order and closes the unit."""
+    draws, unit.live = ledger.draws_for(unit.live, amount)
     for draw in draws:
-        if not await repository.draw_from_grant(session, org_id, draw.grant_id, draw.amount):
+        if not await repository.draw_from_grant(session, unit.org_id, draw.grant_id, draw.amount):
             raise _changed()
-    new_balance = await _close(session, unit, -body.amount)
+    new_balance = await _close(session, unit, -amount)
     if new_balance is None:  # the balance row disagrees with the grants
         raise _changed()
     return new_balance
+
+
+async def lock_for_hold(
+    session: AsyncSession, org_id: uuid.UUID, plan: EffectivePlan, now: datetime
+) -> Decimal:
+    """The settled total (what was due written), under the credit lock every credit movement
+    takes: holds read after this are complete."""
+    unit = await _open(session, org_id, plan, now)
+    if await _close(session, unit, Decimal(0)) is None:
+        raise _changed()
+    return unit.total
+
+
+async def consume_reserved(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    plan: EffectivePlan,
+    amount: Decimal,
+    idempotency_key: str,
+    reason: str,
+    now: datetime,
+) -> Decimal:
+    """Spends credits a reservation held: one ledger entry, keyed so it is written once. The
+    hold kept them apart, so only the total itself can refuse, e.g. after credits expired."""
+    unit = await _open(session, org_id, plan, now)
+    entry_id = await repository.insert_entry(
+        session,
+        org_id,
+        CreditEntryKind.CONSUME,
+        -amount,
+        now,
+        idempotency_key=idempotency_key,
+        reason=reason,
+    )
+    if entry_id is None:
+        raise Conflict(f"Credits keyed {idempotency_key!r} were already consumed")
+    if amount > unit.total:
+        raise InsufficientCredits(f"Not enough credits to commit {amount} held credits")
+    return await _spend(session, unit, amount)
 
 
 async def _check_replay(

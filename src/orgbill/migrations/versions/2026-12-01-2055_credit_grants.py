@@ -4,7 +4,7 @@ Converts each organization's single balance into one never-expiring `grant`, so 
 credits vanish and the ledger still sums to the balance.
 
 Revision ID: c14e0a9f5d21
-Revises: drop_plan_table
+Revises: 0006_reservations
 Create Date: 2026-12-01 19:50:00+00:00
 """
 
@@ -20,7 +20,7 @@ CREDITS = sa.Numeric(precision=18, scale=4).with_variant(sa.BigInteger(), "sqlit
 TIMESTAMP = sa.DateTime(timezone=True)
 
 revision: str = "c14e0a9f5d21"
-down_revision: str | None = "drop_plan_table"
+down_revision: str | None = "0006_reservations"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
