@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, StringConstraints
+from pydantic import Field
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
+from orgbill.kit.types import HttpUrlText, text
+
+PlanCode = text(min_length=1, max_length=64)
 
 
 class BillingSubscription(Schema):
@@ -44,9 +46,9 @@ class BillingInvoice(Schema):
 
 
 class CheckoutRequest(RequestSchema):
-    plan: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    success_url: AnyHttpUrl
-    cancel_url: AnyHttpUrl
+    plan: PlanCode
+    success_url: HttpUrlText
+    cancel_url: HttpUrlText
 
 
 class CheckoutSession(Schema):
@@ -55,7 +57,7 @@ class CheckoutSession(Schema):
 
 
 class PortalRequest(RequestSchema):
-    return_url: AnyHttpUrl
+    return_url: HttpUrlText
 
 
 class PortalSession(Schema):

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from orgbill.kit.schemas import DecimalNumber, RequestSchema, Schema, UTCDatetime
+from orgbill.kit.types import text
 from orgbill.models.types import CREDIT_SCALE
 
 # Credits are kept to 1/10,000; a single movement above a billion is a client bug.
@@ -15,16 +16,20 @@ CreditAmountIn = Annotated[
     Field(gt=0, le=Decimal(1_000_000_000), decimal_places=CREDIT_SCALE, allow_inf_nan=False),
 ]
 
+IdempotencyKey = text(min_length=1, max_length=255)
+Reason = text(max_length=500)
+GrantReason = text(min_length=1, max_length=500)
+
 
 class CreditConsume(RequestSchema):
     amount: CreditAmountIn
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=255)]
-    reason: Annotated[str | None, Field(max_length=500)] = None
+    idempotency_key: IdempotencyKey
+    reason: Reason | None = None
 
 
 class CreditGrant(RequestSchema):
     amount: CreditAmountIn
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: GrantReason
 
 
 class CreditEntry(Schema):
