@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orgbill.kit.context import current_request_id
+
+logger = logging.getLogger("orgbill.errors")
 
 
 class OrgbillError(Exception):
@@ -95,6 +98,12 @@ class QuotaExceeded(OrgbillError):
     message = "Quota exceeded"
 
 
+class PayloadTooLarge(OrgbillError):
+    status_code = 413
+    code = "payload_too_large"
+    message = "Request body too large"
+
+
 class Unavailable(OrgbillError):
     status_code = 503
     code = "unavailable"
@@ -108,7 +117,7 @@ _STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
-    413: "bad_request",
+    413: "payload_too_large",
     415: "bad_request",
     429: "rate_limited",
     503: "unavailable",
@@ -132,17 +141,32 @@ def internal_error_response() -> JSONResponse:
     return error_response(500, "internal_error", "An unexpected error occurred")
 
 
+def _log_server_error(status: int, exc: BaseException) -> None:
+    """Every 5xx names its cause in the log (with the request id), never in the body."""
+    logger.error(
+        "request failed with %s: %s",
+        status,
+        type(exc).__name__,
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"requestId": current_request_id(), "status": status},
+    )
+
+
 def _is_database_outage(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError) or exc.connection_invalidated
 
 
 async def _handle_orgbill(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OrgbillError)
+    if exc.status_code >= 500:
+        _log_server_error(exc.status_code, exc)
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
 async def _handle_http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code >= 500:
+        _log_server_error(exc.status_code, exc)
     code = _STATUS_CODES.get(
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
     )
@@ -174,12 +198,14 @@ async def _handle_validation(_: Request, exc: Exception) -> JSONResponse:
 async def _handle_database(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if _is_database_outage(exc):
+        _log_server_error(503, exc)
         return error_response(503, "unavailable", "Database unavailable, retry shortly")
     raise exc
 
 
 async def _handle_os_error(_: Request, exc: Exception) -> JSONResponse:
     # asyncpg raises plain OSError/ConnectionRefusedError when the server is gone.
+    _log_server_error(503, exc)
     return error_response(503, "unavailable", "Database unavailable, retry shortly")
 
 

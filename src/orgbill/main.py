@@ -20,6 +20,7 @@ from orgbill.db import Database
 from orgbill.errors import error_response, register_error_handlers
 from orgbill.kit.logging import configure_logging
 from orgbill.middleware.access_log import AccessLogMiddleware
+from orgbill.middleware.body_limit import BodySizeLimitMiddleware
 from orgbill.middleware.ratelimit import RateLimitMiddleware
 from orgbill.middleware.request_id import RequestIdMiddleware
 from orgbill.organizations.router import router as organizations_router
@@ -96,8 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return error_response(503, "unavailable", "Database unreachable")
         return {"status": "ready", "database": "ok"}
 
-    # Added last is outermost: request id wraps the access log, which wraps the rate limit,
-    # which wraps the app.
+    # Added last is outermost: request id wraps the body-size guard, which wraps the access
+    # log, which wraps the rate limit, which wraps the app.
     if rate_limiter is not None:
 
         def public_rate() -> int:
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, public_rate=public_rate)
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
 
