@@ -46,7 +46,7 @@ async def audit_log(
     organization_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Page[schemas.AuditEntry]:
     rows = await audit.list_entries(session, paging, organization_id)
-    page, cursor = build_page(rows, paging)
+    page, cursor = build_page(rows, paging, audit.AUDIT_KEYSET)
     return Page(data=[schemas.AuditEntry.model_validate(r) for r in page], next_cursor=cursor)
 
 

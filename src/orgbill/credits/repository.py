@@ -10,9 +10,11 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.kit.pagination import PageParams, paginate_statement
+from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.kit.sql import upsert_insert
 from orgbill.models import CreditBalance, CreditEntryKind, CreditLedgerEntry
+
+LEDGER_KEYSET = Keyset(CreditLedgerEntry.created_at, CreditLedgerEntry.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,5 +142,5 @@ async def list_entries(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams
 ) -> list[CreditLedgerEntry]:
     stmt = select(CreditLedgerEntry).where(CreditLedgerEntry.organization_id == org_id)
-    stmt = paginate_statement(stmt, params, CreditLedgerEntry.created_at, CreditLedgerEntry.id)
+    stmt = paginate_statement(stmt, params, LEDGER_KEYSET)
     return list((await session.scalars(stmt)).all())

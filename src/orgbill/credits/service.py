@@ -193,7 +193,7 @@ async def overview(
     org_id = access.organization.id
     total, pending = displayed_balance(await repository.get_balance(session, org_id), plan, now)
     rows = await repository.list_entries(session, org_id, params)
-    page, cursor = build_page(rows, params)
+    page, cursor = build_page(rows, params, repository.LEDGER_KEYSET)
     extra_price = plan.limits["extra_credit_price"].value
     return schemas.Credits(
         total_credits=total,

@@ -12,8 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
-from orgbill.kit.pagination import PageParams, paginate_statement
+from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.models import ApiKey, Membership, Organization, Role, Subscription, User
+
+ORGANIZATION_KEYSET = Keyset(Organization.created_at, Organization.id)
+# A membership has no id of its own: within an org, user_id is unique.
+MEMBER_KEYSET = Keyset(Membership.created_at, Membership.user_id)
+API_KEY_KEYSET = Keyset(ApiKey.created_at, ApiKey.id)
 
 
 async def slug_taken(session: AsyncSession, slug: str) -> bool:
@@ -71,7 +76,7 @@ async def list_user_organizations(
             Membership.user_id == user_id
         )
     stmt = with_plan_inputs(stmt, Organization.id)
-    stmt = paginate_statement(stmt, params, Organization.created_at, Organization.id)
+    stmt = paginate_statement(stmt, params, ORGANIZATION_KEYSET)
     return [
         ListedOrganization(row[0], plan_inputs_from_row(row[2:]), row[1])
         for row in (await session.execute(stmt)).all()
@@ -93,7 +98,7 @@ async def list_members(
         .join(User, User.id == Membership.user_id)
         .where(Membership.organization_id == org_id)
     )
-    stmt = paginate_statement(stmt, params, Membership.created_at, Membership.user_id)
+    stmt = paginate_statement(stmt, params, MEMBER_KEYSET)
     return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
 
 
@@ -147,7 +152,7 @@ async def list_api_keys(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams
 ) -> list[ApiKey]:
     stmt = select(ApiKey).where(ApiKey.organization_id == org_id)
-    stmt = paginate_statement(stmt, params, ApiKey.created_at, ApiKey.id)
+    stmt = paginate_statement(stmt, params, API_KEY_KEYSET)
     return list((await session.scalars(stmt)).all())
 
 

@@ -11,6 +11,7 @@ from orgbill.kit.pagination import Page, PageParams, build_page, page_params
 from orgbill.kit.routing import TransactionalRoute
 from orgbill.models import StripeEventStatus
 from orgbill.plans.dependencies import CatalogStoreDep
+from orgbill.stripe_sync import repository as stripe_repository
 from orgbill.stripe_sync import schemas, webhooks
 
 router = APIRouter(prefix="/admin/stripe", route_class=TransactionalRoute, tags=["admin"])
@@ -24,7 +25,7 @@ async def list_stripe_events(
     status: Annotated[StripeEventStatus | None, Query()] = None,
 ) -> Page[schemas.StripeEventSummary]:
     rows = await webhooks.list_events(session, paging, status)
-    page, cursor = build_page(rows, paging)
+    page, cursor = build_page(rows, paging, stripe_repository.STRIPE_EVENT_KEYSET)
     return Page(
         data=[schemas.StripeEventSummary.model_validate(r) for r in page], next_cursor=cursor
     )

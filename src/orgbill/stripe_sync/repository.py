@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from orgbill.kit.pagination import PageParams, paginate_statement
+from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.models import (
     Invoice,
     Organization,
@@ -26,6 +26,9 @@ from orgbill.models import (
     Subscription,
 )
 from orgbill.plans.store import CATALOG_ROW_ID
+
+STRIPE_EVENT_KEYSET = Keyset(StripeEvent.created_at, StripeEvent.id)
+INVOICE_KEYSET = Keyset(Invoice.created_at, Invoice.id)
 
 
 def _insert(session: AsyncSession, model: Any) -> Any:
@@ -127,7 +130,7 @@ async def list_events(
     stmt = select(StripeEvent)
     if status is not None:
         stmt = stmt.where(StripeEvent.status == status)
-    stmt = paginate_statement(stmt, params, StripeEvent.created_at, StripeEvent.id)
+    stmt = paginate_statement(stmt, params, STRIPE_EVENT_KEYSET)
     return list((await session.scalars(stmt)).all())
 
 
@@ -251,5 +254,5 @@ async def list_invoices(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams
 ) -> list[Invoice]:
     stmt = select(Invoice).where(Invoice.organization_id == org_id)
-    stmt = paginate_statement(stmt, params, Invoice.created_at, Invoice.id)
+    stmt = paginate_statement(stmt, params, INVOICE_KEYSET)
     return list((await session.scalars(stmt)).all())
