@@ -13,6 +13,7 @@ import time
 
 DEFAULT_TOLERANCE_SECONDS = 300
 _SCHEME = "v1"
+_MAX_TIMESTAMP_DIGITS = 12
 
 
 class InvalidSignature(ValueError):
@@ -36,10 +37,11 @@ def _parse(header: str) -> tuple[int, list[str]]:
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError as exc:
-                raise InvalidSignature("Stripe-Signature has a malformed timestamp") from exc
+            # ASCII digits of a plausible length only: int() also takes other scripts' digits,
+            # and a huge value overflows the float comparison with the clock below.
+            if not (value.isascii() and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS):
+                raise InvalidSignature("Stripe-Signature has a malformed timestamp")
+            timestamp = int(value)
         elif key == _SCHEME and value:
             signatures.append(value)
     if timestamp is None or not signatures:
