@@ -447,7 +447,7 @@ async def test_a_stripe_signature_with_an_absurd_timestamp_is_400(
     client: httpx.AsyncClient,
 ) -> None:
     body, headers = signed({"id": "evt_x", "type": "ping"})
-    for header in ("t=" + "9" * 40 + ",v1=abc", "t=١٢٣,v1=abc", "t=-5,v1=abc"):
+    for header in ("t=" + "9" * 400 + ",v1=abc", "t=١٢٣,v1=abc", "t=-5,v1=abc"):
         response = await client.post(
             WEBHOOK_URL,
             content=body,
