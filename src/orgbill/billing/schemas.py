@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from pydantic import Field
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
 from orgbill.kit.types import HttpUrlText, text
 
-PlanCode = text(min_length=1, max_length=64)
+PlanCode = Annotated[text(min_length=1, max_length=64), Field(examples=["pro"])]
 
 
 class BillingSubscription(Schema):

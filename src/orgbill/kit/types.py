@@ -135,6 +135,7 @@ def http_url(max_length: int = MAX_URL_LENGTH) -> Any:
         StringConstraints(min_length=1, max_length=max_length),
         AfterValidator(clean_text),
         AfterValidator(check_http_url),
+        Field(json_schema_extra={"format": "uri"}),
     ]
 
 
