@@ -454,3 +454,13 @@ async def test_a_stripe_signature_with_an_absurd_timestamp_is_400(
             headers={**headers, "Stripe-Signature": header.encode()},  # type: ignore[dict-item]
         )
         assert_error(response, 400, "bad_request")
+
+
+async def test_a_nul_in_a_text_path_segment_is_422(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    admin = await create_superadmin_user(client, settings)
+    response = await client.post(f"{API}/admin/stripe/events/evt%00x/replay", headers=admin.headers)
+    assert_error(response, 422, "validation_error")
+    missing = await client.post(f"{API}/admin/stripe/events/evt_none/replay", headers=admin.headers)
+    assert_error(missing, 404, "not_found")
