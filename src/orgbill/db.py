@@ -94,6 +94,16 @@ def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine
     return engine
 
 
+async def end_transaction_before_network_call(session: AsyncSession) -> None:
+    """Ends the request's transaction so far (its reads, or one complete brief write) so that
+    nothing is held while we wait on the network: on SQLite no write lock (BEGIN IMMEDIATE
+    takes it at the first statement), on PostgreSQL no row lock and no pinned connection. The
+    session stays usable (objects are not expired); its next statement begins a new
+    transaction, which the route class commits as usual."""
+    if session.in_transaction():
+        await session.commit()
+
+
 @dataclass(slots=True)
 class Database:
     engine: AsyncEngine

@@ -17,6 +17,7 @@ from orgbill.entitlements.resolver import (
     resolve,
 )
 from orgbill.plans.catalog import load_catalog
+from tests.fixtures.rows import price_of
 
 CATALOG = load_catalog()
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -37,7 +38,7 @@ def sub(status: str, plan: str | None = "pro") -> SubscriptionInput:
     return SubscriptionInput(
         stripe_subscription_id="sub_123",
         status=status,
-        plan_code=plan,
+        stripe_price_id=price_of(plan),
         current_period_start=NOW - timedelta(days=10),
         current_period_end=NOW + timedelta(days=20),
     )
@@ -168,7 +169,10 @@ def test_org_overrides_sit_on_top_of_every_layer(
 
 
 statuses = st.sampled_from(ALL_STATUSES)
-plan_codes = st.sampled_from([*CATALOG.plans, None, "gold"])
+prices = st.sampled_from(
+    [*(p.stripe_price_id for p in CATALOG.plans.values() if p.stripe_price_id), None, "price_gold"]
+)
+PLAN_OF_PRICE = {p.stripe_price_id: p.code for p in CATALOG.plans.values() if p.stripe_price_id}
 offsets = st.integers(min_value=-3, max_value=3).map(lambda h: NOW + h * HOUR)
 
 
@@ -186,7 +190,7 @@ def subscriptions(draw: st.DrawFn) -> SubscriptionInput | None:
     if draw(st.booleans()):
         return None
     return SubscriptionInput(
-        stripe_subscription_id="sub_x", status=draw(statuses), plan_code=draw(plan_codes)
+        stripe_subscription_id="sub_x", status=draw(statuses), stripe_price_id=draw(prices)
     )
 
 
@@ -206,7 +210,7 @@ def test_result_always_comes_from_the_highest_applicable_layer(
     sub_applies = (
         sub_in is not None
         and sub_in.status in ENTITLING_STATUSES
-        and sub_in.plan_code in CATALOG.plans
+        and sub_in.stripe_price_id in PLAN_OF_PRICE
     )
     expected = "enterprise" if contract_applies else "stripe" if sub_applies else "free"
     assert result.source == expected
@@ -214,7 +218,7 @@ def test_result_always_comes_from_the_highest_applicable_layer(
     expected_plan = (
         "enterprise"
         if expected == "enterprise"
-        else sub_in.plan_code
+        else PLAN_OF_PRICE[sub_in.stripe_price_id]
         if expected == "stripe" and sub_in
         else "free"
     )

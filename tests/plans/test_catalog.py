@@ -72,7 +72,7 @@ def test_shipped_catalog_has_every_seed_limit_and_meters() -> None:
     assert {"free", "pro", "business", "enterprise"} <= set(catalog.plans)
     assert catalog.plans["pro"].price == 29 and catalog.plans["pro"].amount == 2900
     assert catalog.free.stripe_price_id is None
-    assert catalog.plan_for_stripe_ref(None, "orgbill_pro_monthly").code == "pro"  # type: ignore[union-attr]
+    assert catalog.plan_for_price(None, "orgbill_pro_monthly", None).code == "pro"  # type: ignore[union-attr]
     assert {m.kind for m in catalog.meters.values()} == {"counter", "gauge"}
     assert all(catalog.meter_for_limit(m.limit) for m in catalog.meters.values())
 

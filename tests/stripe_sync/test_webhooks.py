@@ -353,7 +353,7 @@ async def test_unknown_event_types_are_stored_and_answered_200(
     assert row is not None and row.payload == payload
 
 
-async def test_event_for_an_unknown_org_is_kept_for_admins_and_replays_once_linked(
+async def test_event_for_an_unknown_org_is_kept_and_applied_once_linked_and_replays_change_nothing(
     client: httpx.AsyncClient, app: FastAPI, settings: Settings
 ) -> None:
     admin = await create_superadmin_user(client, settings)
@@ -377,7 +377,7 @@ async def test_event_for_an_unknown_org_is_kept_for_admins_and_replays_once_link
     assert listed.status_code == 200
     [entry] = [e for e in listed.json()["data"] if e["stripe_event_id"] == payload["id"]]
     assert "no organization" in entry["outcome"] and entry["organization_id"] is None
-    # Checkout completion links the customer; the admin replays the stored event.
+    # Checkout completion links the customer, and applies the kept event in that transaction.
     checkout = {
         "id": new_id("cs"),
         "object": "checkout.session",
@@ -389,18 +389,22 @@ async def test_event_for_an_unknown_org_is_kept_for_admins_and_replays_once_link
     linked = await deliver(client, event("checkout.session.completed", checkout, created, "x"))
     assert linked.json()["status"] == "processed"
     assert await customer_of(app, org.id) == customer
+    kept = await inbox_row(app, payload["id"])
+    assert kept is not None and (kept.status, kept.attempts) == ("processed", 2)
+    assert kept.organization_id == uuid.UUID(org.id)
+    assert (await _profile(client, org))["plan_source"] == "stripe"
     replay = await client.post(
         f"{API}/admin/stripe/events/{payload['id']}/replay", headers=admin.headers
     )
     assert replay.status_code == 200, replay.text
-    assert replay.json()["status"] == "processed" and replay.json()["attempts"] == 2
+    assert replay.json()["status"] == "processed" and replay.json()["attempts"] == 3
     assert (await _profile(client, org))["plan_source"] == "stripe"
     log = await client.get(
         f"{API}/admin/audit-log", params={"organization_id": org.id}, headers=admin.headers
     )
     entry = log.json()["data"][0]
     assert entry["action"] == "stripe_event.replay"
-    assert entry["details"]["from"] == "unmatched" and entry["details"]["to"] == "processed"
+    assert entry["details"]["from"] == "processed" and entry["details"]["to"] == "processed"
 
 
 async def test_admin_stripe_routes_need_a_superadmin(client: httpx.AsyncClient) -> None:

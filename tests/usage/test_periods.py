@@ -14,6 +14,7 @@ from orgbill.plans.catalog import load_catalog
 from orgbill.usage.periods import Period, add_months, billing_period
 from tests.fixtures.factories import API, OrgHandle, assert_error, create_org
 from tests.fixtures.plans import set_subscription
+from tests.fixtures.stripe import PRO_PRICE
 
 CATALOG = load_catalog()
 
@@ -39,7 +40,9 @@ def test_free_plan_period_is_the_utc_calendar_month_and_half_open() -> None:
 
 def test_stripe_period_is_the_subscriptions_and_steps_on_when_the_renewal_is_late() -> None:
     start, end = at("2026-11-15T10:30:00"), at("2026-12-15T10:30:00")
-    sub = SubscriptionInput("sub_1", "active", "pro", start, end)
+    sub = SubscriptionInput(
+        "sub_1", "active", PRO_PRICE, current_period_start=start, current_period_end=end
+    )
     now = at("2026-11-20T00:00:00")
     plan = resolve(
         contract=None, subscription=sub, catalog=CATALOG, overrides=OrgOverrides(), now=now
@@ -48,7 +51,13 @@ def test_stripe_period_is_the_subscriptions_and_steps_on_when_the_renewal_is_lat
     assert billing_period(plan, end) == Period(end, at("2027-01-15T10:30:00"))
     assert billing_period(plan, end - timedelta(microseconds=1)).start == start
     # A short (trial) period is followed by one starting exactly at its end.
-    trial = SubscriptionInput("sub_2", "trialing", "pro", start, start + timedelta(days=14))
+    trial = SubscriptionInput(
+        "sub_2",
+        "trialing",
+        PRO_PRICE,
+        current_period_start=start,
+        current_period_end=start + timedelta(days=14),
+    )
     plan = resolve(
         contract=None, subscription=trial, catalog=CATALOG, overrides=OrgOverrides(), now=now
     )

@@ -26,7 +26,7 @@ Paging = Annotated[PageParams, Depends(page_params)]
 async def get_subscription(
     access: BillingRead, session: SessionDep, store: CatalogStoreDep, response: Response
 ) -> schemas.BillingSubscription:
-    subscription = await service.get_subscription(session, access)
+    subscription = await service.get_subscription(session, access, store)
     response.headers.update(await service.quota_headers(session, access, store))
     return subscription
 

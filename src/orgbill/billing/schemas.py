@@ -17,7 +17,8 @@ class BillingSubscription(Schema):
     id: uuid.UUID
     stripe_subscription_id: str
     stripe_customer_id: str | None
-    plan: str | None = Field(validation_alias="plan_code")
+    # The plan the subscription's price means in the live catalog (decided when read).
+    plan: str | None = None
     status: str
     current_period_start: UTCDatetime | None
     current_period_end: UTCDatetime | None

@@ -6,36 +6,44 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import OrgAccess
 from orgbill.billing import schemas
+from orgbill.db import end_transaction_before_network_call
 from orgbill.entitlements.repository import load_plan_inputs
+from orgbill.entitlements.resolver import subscription_plan
 from orgbill.entitlements.service import plan_for_access
 from orgbill.errors import BadRequest, NotFound, Unavailable
 from orgbill.kit.context import current_request_id
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import utcnow
 from orgbill.models import Invoice, Subscription
-from orgbill.organizations import repository as org_repository
 from orgbill.organizations import service as org_service
+from orgbill.plans.catalog import PlanDef
 from orgbill.plans.store import CatalogStore
 from orgbill.stripe_sync import repository as stripe_repository
 from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable, idempotency_key
 from orgbill.usage import service as usage_service
 
 
-def subscription_schema(subscription: Subscription) -> schemas.BillingSubscription:
-    return schemas.BillingSubscription.model_validate(subscription)
+def subscription_schema(
+    subscription: Subscription, plan: PlanDef | None
+) -> schemas.BillingSubscription:
+    schema = schemas.BillingSubscription.model_validate(subscription)
+    return schema.model_copy(update={"plan": plan.code if plan else None})
 
 
 def invoice_schema(invoice: Invoice) -> schemas.BillingInvoice:
     return schemas.BillingInvoice.model_validate(invoice)
 
 
-async def get_subscription(session: AsyncSession, access: OrgAccess) -> schemas.BillingSubscription:
+async def get_subscription(
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
+) -> schemas.BillingSubscription:
     """The subscription plan resolution uses (an entitling one first, else the newest)."""
     inputs = access.plan_inputs or await load_plan_inputs(session, access.organization.id)
     subscription = await org_service.current_subscription(session, access.organization.id, inputs)
-    if subscription is None:
+    if subscription is None or inputs.subscription is None:
         raise NotFound("This organization has no subscription")
-    return subscription_schema(subscription)
+    catalog = await store.current(session, inputs.catalog_revision)
+    return subscription_schema(subscription, subscription_plan(inputs.subscription, catalog))
 
 
 async def quota_headers(
@@ -68,20 +76,27 @@ def _request_key() -> str:
 
 
 async def ensure_customer(session: AsyncSession, access: OrgAccess, gateway: StripeGateway) -> str:
-    """The org's Stripe customer, created once. The org row lock makes a concurrent first
-    checkout wait for this one's link; the org-keyed idempotency key covers a crash between
-    Stripe creating the customer and our commit."""
+    """The org's Stripe customer, created once, with no transaction held across the Stripe
+    call. Two concurrent first checkouts send the same org-keyed idempotency key, so Stripe
+    answers both with one customer (it also covers a crash between Stripe creating it and our
+    write); the conditional link keeps the first id written, and a loser uses that one."""
     org = access.organization
-    await org_repository.lock_organization(session, org.id)
     customer_id = await stripe_repository.customer_of(session, org.id)
     if customer_id is not None:
         return customer_id
+    await end_transaction_before_network_call(session)
     try:
-        customer_id = await gateway.create_customer(organization_id=org.id, name=org.name)
+        created = await gateway.create_customer(organization_id=org.id, name=org.name)
     except StripeUnavailable as exc:
         raise Unavailable(str(exc)) from exc
-    await stripe_repository.link_customer(session, org.id, customer_id)
-    return customer_id
+    if not await stripe_repository.link_customer(session, org.id, created):
+        customer_id = await stripe_repository.customer_of(session, org.id)
+        if customer_id is None:  # the customer is linked to another org: never share it
+            raise Unavailable("The Stripe customer could not be linked; retry")
+        created = customer_id
+    # The link is a complete unit: keep it even if the next Stripe call fails.
+    await end_transaction_before_network_call(session)
+    return created
 
 
 async def start_checkout(
@@ -102,6 +117,7 @@ async def start_checkout(
             + (" (enterprise plans are arranged with sales)" if plan.code == "enterprise" else "")
         )
     customer_id = await ensure_customer(session, access, stripe)
+    await end_transaction_before_network_call(session)
     try:
         checkout = await stripe.create_checkout_session(
             organization_id=access.organization.id,
@@ -124,6 +140,7 @@ async def open_portal(
 ) -> schemas.PortalSession:
     stripe = _require_gateway(gateway)
     customer_id = await ensure_customer(session, access, stripe)
+    await end_transaction_before_network_call(session)
     try:
         url = await stripe.create_portal_session(
             customer_id=customer_id, return_url=str(data.return_url), request_key=_request_key()

@@ -41,7 +41,9 @@ _CONTRACT_COLUMNS = (
 _SUBSCRIPTION_COLUMNS = (
     Subscription.stripe_subscription_id,
     Subscription.status,
-    Subscription.plan_code,
+    Subscription.stripe_price_id,
+    Subscription.stripe_lookup_key,
+    Subscription.stripe_legacy_plan_id,
     Subscription.current_period_start,
     Subscription.current_period_end,
 )
@@ -94,7 +96,7 @@ def parse_overrides(owner: str, raw: dict[str, Any] | None) -> dict[str, LimitVa
 def plan_inputs_from_row(values: Sequence[Any]) -> PlanInputs:
     """`values`: the trailing columns of a row from `with_plan_inputs`, in its order."""
     contract_id, starts_at, ends_at, overrides, contract_plan = values[0:5]
-    sub_id, status, sub_plan, period_start, period_end = values[5:10]
+    sub_id, status, price_id, lookup_key, legacy_plan_id, period_start, period_end = values[5:12]
     contract = None
     if contract_id is not None:
         contract = ContractInput(
@@ -108,15 +110,17 @@ def plan_inputs_from_row(values: Sequence[Any]) -> PlanInputs:
         subscription = SubscriptionInput(
             stripe_subscription_id=sub_id,
             status=status,
-            plan_code=sub_plan,
+            stripe_price_id=price_id,
+            stripe_lookup_key=lookup_key,
+            stripe_legacy_plan_id=legacy_plan_id,
             current_period_start=period_start,
             current_period_end=period_end,
         )
-    balance, granted_for = values[11:13]
+    balance, granted_for = values[13:15]
     return PlanInputs(
         contract=contract,
         subscription=subscription,
-        catalog_revision=values[10],
+        catalog_revision=values[12],
         credit_balance=BalanceState(balance, granted_for) if balance is not None else None,
     )
 

@@ -30,7 +30,10 @@ class ContractInput:
 class SubscriptionInput:
     stripe_subscription_id: str
     status: str
-    plan_code: str | None
+    # The Stripe price as stored; `Catalog.plan_for_price` decides the plan it means.
+    stripe_price_id: str | None
+    stripe_lookup_key: str | None = None
+    stripe_legacy_plan_id: str | None = None
     current_period_start: datetime | None = None
     current_period_end: datetime | None = None
 
@@ -97,15 +100,24 @@ def _contract_decision(contract: ContractInput | None, now: datetime) -> LayerDe
     return LayerDecision("enterprise", True, "enterprise contract is active")
 
 
+def subscription_plan(subscription: SubscriptionInput, catalog: Catalog) -> PlanDef | None:
+    """The plan the subscription's stored price means in `catalog` (decided at read time)."""
+    return catalog.plan_for_price(
+        subscription.stripe_price_id,
+        subscription.stripe_lookup_key,
+        subscription.stripe_legacy_plan_id,
+    )
+
+
 def _subscription_decision(
-    subscription: SubscriptionInput | None, catalog: Catalog
+    subscription: SubscriptionInput | None, plan: PlanDef | None
 ) -> LayerDecision:
     if subscription is None:
         return LayerDecision("stripe", False, "no Stripe subscription")
     sub_id = subscription.stripe_subscription_id
     if subscription.status not in ENTITLING_STATUSES:
         return LayerDecision("stripe", False, f"subscription {sub_id} is {subscription.status}")
-    if subscription.plan_code is None or subscription.plan_code not in catalog.plans:
+    if plan is None:
         return LayerDecision(
             "stripe", False, f"subscription {sub_id} is for a price not in the plan catalog"
         )
@@ -121,7 +133,8 @@ def resolve(
     now: datetime,
 ) -> EffectivePlan:
     enterprise = _contract_decision(contract, now)
-    stripe = _subscription_decision(subscription, catalog)
+    subscribed = subscription_plan(subscription, catalog) if subscription else None
+    stripe = _subscription_decision(subscription, subscribed)
     if enterprise.applied:
         assert contract is not None
         source: PlanSource = "enterprise"
@@ -129,9 +142,9 @@ def resolve(
         stripe = LayerDecision("stripe", False, "an enterprise contract takes precedence")
         free = LayerDecision("free", False, "an enterprise contract takes precedence")
     elif stripe.applied:
-        assert subscription is not None and subscription.plan_code is not None
+        assert subscribed is not None
         source = "stripe"
-        plan = catalog.plans[subscription.plan_code]
+        plan = subscribed
         free = LayerDecision("free", False, "a Stripe subscription takes precedence")
     else:
         source = "free"

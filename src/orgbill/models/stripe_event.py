@@ -23,13 +23,19 @@ class StripeEvent(IdMixin, Base):
     """The webhook inbox: every Stripe event we were sent, keyed on Stripe's event id."""
 
     __tablename__ = "stripe_event"
-    __table_args__ = (Index("ix_stripe_event_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_stripe_event_status_created", "status", "created_at"),
+        # A customer's kept (unmatched) events, applied when it gets linked to an organization.
+        Index("ix_stripe_event_customer_status", "stripe_customer_id", "status"),
+    )
 
     stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
     type: Mapped[str] = mapped_column(String(100))
     api_version: Mapped[str | None] = mapped_column(String(32))
     # The id of the Stripe object the event is about (sub_…, in_…, cus_…, cs_…).
     object_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The Stripe customer the object belongs to (the object itself for customer events).
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
     organization_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("organization.id", ondelete="SET NULL"), index=True
     )

@@ -21,8 +21,11 @@ class Subscription(IdMixin, TimestampMixin, Base):
     stripe_subscription_id: Mapped[str] = mapped_column(String(255), unique=True)
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(32))
-    plan_code: Mapped[str | None] = mapped_column(String(64))
+    # The Stripe price the subscription is for, as Stripe names it. Which plan it means is
+    # decided at read time against the live catalog (Catalog.plan_for_price), never stored.
     stripe_price_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_lookup_key: Mapped[str | None] = mapped_column(String(255))
+    stripe_legacy_plan_id: Mapped[str | None] = mapped_column(String(255))
     current_period_start: Mapped[datetime | None] = mapped_column()
     current_period_end: Mapped[datetime | None] = mapped_column()
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False)

@@ -83,7 +83,8 @@ class SubscriptionSummary(Schema):
     id: uuid.UUID
     organization_id: uuid.UUID
     stripe_id: str = Field(validation_alias="stripe_subscription_id")
-    plan: str | None = Field(validation_alias="plan_code")
+    # The plan the subscription's price means in the live catalog (decided when read).
+    plan: str | None = None
     status: str
     current_period_start: UTCDatetime | None
     current_period_end: UTCDatetime | None

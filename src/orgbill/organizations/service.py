@@ -21,7 +21,7 @@ from orgbill.credits import repository as credits_repository
 from orgbill.credits import service as credits
 from orgbill.entitlements import service as entitlements
 from orgbill.entitlements.repository import PlanInputs, load_plan_inputs
-from orgbill.entitlements.resolver import EffectivePlan
+from orgbill.entitlements.resolver import EffectivePlan, subscription_plan
 from orgbill.errors import (
     BadRequest,
     Conflict,
@@ -43,7 +43,7 @@ from orgbill.models import (
     User,
 )
 from orgbill.organizations import repository, schemas
-from orgbill.plans.catalog import display_limit, limits_json
+from orgbill.plans.catalog import PlanDef, display_limit, limits_json
 from orgbill.plans.store import CatalogStore
 
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
@@ -180,10 +180,13 @@ def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
     )
 
 
-def subscription_summary(subscription: Subscription | None) -> schemas.SubscriptionSummary | None:
+def subscription_summary(
+    subscription: Subscription | None, plan: PlanDef | None
+) -> schemas.SubscriptionSummary | None:
     if subscription is None:
         return None
-    return schemas.SubscriptionSummary.model_validate(subscription)
+    summary = schemas.SubscriptionSummary.model_validate(subscription)
+    return summary.model_copy(update={"plan": plan.code if plan else None})
 
 
 async def current_subscription(
@@ -207,10 +210,14 @@ async def get_composite(
         access.organization, plan, await _key_prefix_for(session, access)
     )
     subscription = await current_subscription(session, access.organization.id, inputs)
+    subscribed = None
+    if inputs.subscription is not None:
+        catalog = await store.current(session, inputs.catalog_revision)
+        subscribed = subscription_plan(inputs.subscription, catalog)
     return schemas.OrganizationComposite(
         organization=organization,
         plan=plan_summary(plan),
-        subscription=subscription_summary(subscription),
+        subscription=subscription_summary(subscription, subscribed),
     )
 
 

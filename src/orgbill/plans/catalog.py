@@ -95,9 +95,13 @@ class Catalog:
     def free(self) -> PlanDef:
         return self.plans[FREE_PLAN]
 
-    def plan_for_stripe_ref(self, *refs: str | None) -> PlanDef | None:
-        """Price id, else lookup key, else legacy plan id, as listed in the plans file."""
-        for ref in refs:
+    def plan_for_price(
+        self, price_id: str | None, lookup_key: str | None, legacy_plan_id: str | None
+    ) -> PlanDef | None:
+        """The one place that decides which plan a Stripe price means: its price id, else its
+        lookup key, else its legacy plan id (Stripe plan ids are price ids), as this catalog
+        lists them. Called at read time, so a catalog change re-maps stored subscriptions."""
+        for ref in (price_id, lookup_key, legacy_plan_id):
             if ref and ref in self._by_stripe_ref:
                 return self.plans[self._by_stripe_ref[ref]]
         return None

@@ -1,4 +1,5 @@
-"""The only module that imports the `stripe` SDK.
+"""The only module that calls the Stripe API through the `stripe` SDK (signature.py uses its
+webhook signature check).
 
 Everything else talks to `StripeGateway`, which returns plain dicts (the mappers' input) or small
 dataclasses. The SDK's calls are blocking, so each runs in a worker thread: the event loop never

@@ -20,13 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.kit.time import utcnow
 from orgbill.models import StripeEventStatus
-from orgbill.plans.catalog import Catalog, PlanDef
+from orgbill.plans.catalog import Catalog
 from orgbill.stripe_sync import mappers, repository
 from orgbill.stripe_sync.mappers import (
     CheckoutSnapshot,
     CustomerSnapshot,
     EventEnvelope,
     InvoiceSnapshot,
+    PriceRef,
     SubscriptionSnapshot,
 )
 
@@ -35,7 +36,25 @@ Change = Literal[
 ]
 
 # Later lifecycle stages rank higher; only used to order two states stamped the same second.
-_SUBSCRIPTION_STAGE = {"canceled": 2, "incomplete_expired": 2}
+# A subscription starts `incomplete` (awaiting its first payment) and leaves it once, either
+# for a live status (active, trialing, past_due, unpaid, paused: these move among each other,
+# so between two of them the later arrival wins) or, unpaid after 23 h, for
+# `incomplete_expired`, which is terminal like `canceled`: neither is ever left. Stripe often
+# stamps `created` (incomplete) and the first `updated` (active) in the same second; ranking
+# incomplete lowest keeps a paying org from falling back to free when they arrive reversed.
+_SUBSCRIPTION_INCOMPLETE, _SUBSCRIPTION_LIVE, _SUBSCRIPTION_ENDED = 0, 1, 2
+_SUBSCRIPTION_STAGE = {
+    "incomplete": _SUBSCRIPTION_INCOMPLETE,
+    "canceled": _SUBSCRIPTION_ENDED,
+    "incomplete_expired": _SUBSCRIPTION_ENDED,
+}
+
+
+def _subscription_stage(status: str) -> int:
+    # Any other status (including one Stripe adds later) is a live one.
+    return _SUBSCRIPTION_STAGE.get(status, _SUBSCRIPTION_LIVE)
+
+
 _INVOICE_STAGE = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 
 
@@ -44,6 +63,8 @@ class Outcome:
     change: Change
     message: str
     organization_id: uuid.UUID | None = None
+    # A customer this change linked to the organization: its kept (unmatched) events are due.
+    linked_customer: str | None = None
 
     @property
     def event_status(self) -> StripeEventStatus:
@@ -92,19 +113,17 @@ def _no_org(kind: str, stripe_id: str, metadata_org: uuid.UUID | None, customer:
     return f"{kind} {stripe_id}: no organization ({named}; customer {customer or '-'} not linked)"
 
 
-def _plan_for(
-    snapshot: SubscriptionSnapshot, catalog: Catalog
-) -> tuple[PlanDef | None, str | None]:
-    """The highest-ranked catalog plan among the items, with the Stripe id it was found by."""
-    best: tuple[PlanDef | None, str | None] = (None, None)
+def _price_for(snapshot: SubscriptionSnapshot, catalog: Catalog) -> PriceRef | None:
+    """The item whose price we keep: the one the catalog maps to its highest-ranked plan, else
+    the first. Only the price is stored; which plan it means is decided when read."""
+    best: tuple[PriceRef, int] | None = None
     for item in snapshot.items:
-        plan = catalog.plan_for_stripe_ref(*item.refs)
-        stripe_id = item.price_id or item.legacy_plan_id
-        if best[1] is None:
-            best = (best[0], stripe_id)
-        if plan is not None and (best[0] is None or plan.rank > best[0].rank):
-            best = (plan, stripe_id)
-    return best
+        plan = catalog.plan_for_price(item.price_id, item.lookup_key, item.legacy_plan_id)
+        if plan is not None and (best is None or plan.rank > best[1]):
+            best = (item, plan.rank)
+    if best is not None:
+        return best[0]
+    return snapshot.items[0] if snapshot.items else None
 
 
 def _assign(row: Any, values: dict[str, Any]) -> bool:
@@ -120,19 +139,21 @@ async def apply_subscription(
     session: AsyncSession, snapshot: SubscriptionSnapshot, catalog: Catalog, observed_at: datetime
 ) -> Outcome:
     sub_id = snapshot.stripe_subscription_id
-    plan, stripe_price_id = _plan_for(snapshot, catalog)
+    price = _price_for(snapshot, catalog)
     values: dict[str, Any] = {
         "stripe_customer_id": snapshot.stripe_customer_id,
         "status": snapshot.status,
-        "plan_code": plan.code if plan else None,
-        "stripe_price_id": stripe_price_id,
+        "stripe_price_id": price.price_id if price else None,
+        "stripe_lookup_key": price.lookup_key if price else None,
+        "stripe_legacy_plan_id": price.legacy_plan_id if price else None,
         "current_period_start": snapshot.current_period_start,
         "current_period_end": snapshot.current_period_end,
         "cancel_at_period_end": snapshot.cancel_at_period_end,
         "canceled_at": snapshot.canceled_at,
         "ended_at": snapshot.ended_at,
     }
-    described = f"subscription {sub_id} ({snapshot.status}, plan {values['plan_code'] or '-'})"
+    plan = catalog.plan_for_price(*price.refs) if price else None
+    described = f"subscription {sub_id} ({snapshot.status}, plan {plan.code if plan else '-'})"
     row = await repository.lock_subscription(session, sub_id)
     if row is None:
         org_id = await _organization_for(
@@ -155,17 +176,20 @@ async def apply_subscription(
                 "updated_at": now,
             },
         )
-        if snapshot.stripe_customer_id:
-            await repository.link_customer(session, org_id, snapshot.stripe_customer_id)
+        linked = None
+        if snapshot.stripe_customer_id and await repository.link_customer(
+            session, org_id, snapshot.stripe_customer_id
+        ):
+            linked = snapshot.stripe_customer_id
         if created:
-            return Outcome("created", f"{described} created", org_id)
+            return Outcome("created", f"{described} created", org_id, linked)
         # A concurrent first event inserted it between our read and insert: order against it.
         row = await repository.lock_subscription(session, sub_id)
         assert row is not None
     org_id = row.organization_id
-    stage = _SUBSCRIPTION_STAGE.get(snapshot.status, 0)
+    stage = _subscription_stage(snapshot.status)
     if not supersedes(
-        observed_at, row.stripe_event_created, stage, _SUBSCRIPTION_STAGE.get(row.status, 0)
+        observed_at, row.stripe_event_created, stage, _subscription_stage(row.status)
     ):
         return Outcome("stale", f"{described}: a newer state is already applied", org_id)
     changed = _assign(row, values)
@@ -263,7 +287,7 @@ async def apply_customer(
             "unmatched", _no_org("customer", customer_id, snapshot.organization_id, None)
         )
     if await repository.link_customer(session, org_id, customer_id):
-        return Outcome("linked", f"customer {customer_id} linked", org_id)
+        return Outcome("linked", f"customer {customer_id} linked", org_id, customer_id)
     existing = await repository.customer_of(session, org_id)
     return Outcome("unchanged", f"customer {customer_id}: org keeps customer {existing}", org_id)
 
@@ -276,7 +300,8 @@ async def apply_checkout(session: AsyncSession, snapshot: CheckoutSnapshot) -> O
             "unmatched", _no_org("checkout", session_id, snapshot.organization_id, customer_id)
         )
     if customer_id and await repository.link_customer(session, org_id, customer_id):
-        return Outcome("linked", f"checkout {session_id}: customer {customer_id} linked", org_id)
+        message = f"checkout {session_id}: customer {customer_id} linked"
+        return Outcome("linked", message, org_id, customer_id)
     # The subscription it started arrives in its own customer.subscription.* events.
     return Outcome("unchanged", f"checkout {session_id} completed", org_id)
 

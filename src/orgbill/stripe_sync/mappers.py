@@ -100,6 +100,13 @@ class EventEnvelope:
         value = self.object.get("id")
         return value if isinstance(value, str) else None
 
+    @property
+    def customer_id(self) -> str | None:
+        """The Stripe customer the object belongs to (the object itself for a customer)."""
+        if self.object.get("object") == "customer":
+            return self.object_id
+        return ref_id(self.object.get("customer"))
+
 
 def timestamp(value: Any) -> datetime | None:
     """Stripe's unix seconds as aware UTC."""

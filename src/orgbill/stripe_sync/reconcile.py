@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgbill.db import Database
 from orgbill.kit.time import utcnow
 from orgbill.plans.store import CatalogStore
-from orgbill.stripe_sync import handlers, mappers, repository
+from orgbill.stripe_sync import handlers, mappers, repository, webhooks
 from orgbill.stripe_sync.client import StripeGateway
 from orgbill.stripe_sync.handlers import Outcome
 
@@ -63,6 +63,9 @@ class Reconciler:
     ) -> None:
         async with self._database.session(writes=True) as session:
             outcome = await apply(session)
+            if outcome.linked_customer:
+                catalog = await self._store.live(session)
+                await webhooks.apply_kept_events(session, outcome.linked_customer, catalog)
             await session.commit()
         report.record(kind, outcome)
 

@@ -23,6 +23,7 @@ from orgbill.models import (
     OrganizationStatus,
     PlanCatalog,
     StripeEvent,
+    StripeEventStatus,
     Subscription,
 )
 from orgbill.plans.store import CATALOG_ROW_ID
@@ -45,6 +46,7 @@ _EVENT_COLUMNS = (
     "type",
     "api_version",
     "object_id",
+    "stripe_customer_id",
     "event_created_at",
     "payload",
     "status",
@@ -122,6 +124,21 @@ async def lock_event(
         stmt = stmt.where(StripeEvent.stripe_event_id == stripe_event_id)
     # populate_existing: the row may sit in the identity map from before another writer's commit.
     return await session.scalar(stmt.execution_options(populate_existing=True))
+
+
+async def lock_kept_events(session: AsyncSession, customer_id: str) -> list[StripeEvent]:
+    """The customer's events kept `unmatched`, oldest first (Stripe's order, then arrival)."""
+    stmt = (
+        select(StripeEvent)
+        .where(
+            StripeEvent.stripe_customer_id == customer_id,
+            StripeEvent.status == StripeEventStatus.UNMATCHED,
+        )
+        .order_by(StripeEvent.event_created_at, StripeEvent.created_at, StripeEvent.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.scalars(stmt)).all())
 
 
 async def list_events(

@@ -59,6 +59,15 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line}"[:_ERROR_TEXT_LIMIT]
 
 
+async def apply_kept_events(session: AsyncSession, customer_id: str, catalog: Catalog) -> None:
+    """Apply, in order, the events kept `unmatched` because `customer_id` was not linked yet:
+    called in the transaction that links it. Each goes through the handlers' usual ordering
+    (an older state of an object changes nothing), under its own savepoint so one that fails
+    is stamped failed without undoing the link."""
+    for row in await repository.lock_kept_events(session, customer_id):
+        await apply_stored(session, row, mappers.event_envelope(row.payload), catalog)
+
+
 async def apply_stored(
     session: AsyncSession, row: StripeEvent, event: EventEnvelope, catalog: Catalog
 ) -> None:
@@ -67,6 +76,8 @@ async def apply_stored(
     try:
         async with session.begin_nested():
             outcome = await handlers.apply_event(session, event, catalog)
+            if outcome.linked_customer:
+                await apply_kept_events(session, outcome.linked_customer, catalog)
     except Exception as exc:
         logger.exception(
             "stripe event failed", extra={"stripeEventId": row.stripe_event_id, "type": row.type}
@@ -103,6 +114,7 @@ async def receive(
         "type": event.type,
         "api_version": event.api_version,
         "object_id": event.object_id,
+        "stripe_customer_id": event.customer_id,
         "event_created_at": event.created,
         "payload": payload,
         "status": StripeEventStatus.FAILED,  # until stamped: a crash never reads as done
@@ -121,9 +133,10 @@ async def receive(
         return Delivery(event=row, duplicate=False)
     row_id, catalog_revision = received
     try:
-        outcome = await handlers.apply_event(
-            session, event, await store.current(session, catalog_revision)
-        )
+        catalog = await store.current(session, catalog_revision)
+        outcome = await handlers.apply_event(session, event, catalog)
+        if outcome.linked_customer:
+            await apply_kept_events(session, outcome.linked_customer, catalog)
         await session.flush()
     except Exception as exc:
         # The common path has no savepoint (two round trips fewer per event): roll the whole
