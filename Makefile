@@ -20,15 +20,18 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+# `make run PORT=8080 HOST=0.0.0.0`: the port is checked before anything is written.
 run: $(VENV)/.installed
+	$(BIN)/orgbill serve --check --host $(HOST) --port $(PORT)
 	$(BIN)/orgbill migrate
 	$(BIN)/orgbill plans sync
-	$(BIN)/orgbill demo
+	$(BIN)/orgbill demo --base-url http://$(HOST):$(PORT)
 	ORGBILL_COOKIE_SECURE=$${ORGBILL_COOKIE_SECURE:-false} $(BIN)/orgbill serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .

@@ -1,18 +1,32 @@
-"""``orgbill migrate | serve | demo | create-superadmin | plans sync | stripe sync``."""
+"""orgbill's command line: migrate, serve, demo, create-superadmin, plans sync, stripe sync.
+
+Every failure a user can cause (a bad or unreachable database, a missing plans file, a busy
+port) is one line on stderr and a non-zero exit, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
+import shutil
+import socket
 import sys
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from orgbill import migrate
 from orgbill.auth import service as auth_service
@@ -20,7 +34,11 @@ from orgbill.config import Settings, get_settings
 from orgbill.db import Database
 from orgbill.errors import Conflict
 from orgbill.kit.crypto import random_token
+from orgbill.kit.logging import log_config
+from orgbill.kit.metrics import MULTIPROC_ENV
+from orgbill.kit.time import utcnow
 from orgbill.models import Membership, Organization, User
+from orgbill.organizations import repository as org_repository
 from orgbill.organizations import schemas as org_schemas
 from orgbill.organizations import service as org_service
 from orgbill.plans.catalog import CatalogError, load_catalog
@@ -31,9 +49,16 @@ from orgbill.stripe_sync.reconcile import Reconciler, ReconcileReport
 
 DEMO_EMAIL = "demo@orgbill.example"
 DEMO_SLUG = "demo-org"
+DEMO_KEY_NAME = "demo"
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 
-async def seed_demo(settings: Settings) -> dict[str, Any]:
+class CliError(Exception):
+    """A failure reported as one line on stderr."""
+
+
+async def seed_demo(settings: Settings, base_url: str = DEFAULT_BASE_URL) -> dict[str, Any]:
+    """The demo user, org and a fresh key; re-runs reuse the org and revoke the last key."""
     database = Database.from_settings(settings)
     try:
         async with database.session(writes=True) as session:
@@ -51,19 +76,24 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
                 org = await org_service.create_organization(
                     session, user, org_schemas.OrganizationCreate(name="Demo Org", slug=DEMO_SLUG)
                 )
+            revoked = await org_repository.revoke_api_keys_named(
+                session, org.id, DEMO_KEY_NAME, utcnow()
+            )
             key, plaintext = await org_service.create_initial_api_key(
-                session, org, settings, name="demo"
+                session, org, settings, name=DEMO_KEY_NAME
             )
             await session.commit()
     finally:
         await database.dispose()
+    base = base_url.rstrip("/")
     return {
         "user": {"email": DEMO_EMAIL, "password": password or "(unchanged since first demo run)"},
         "organization": {"id": str(org.id), "name": org.name, "slug": org.slug},
         "api_key": plaintext,
         "api_key_prefix": key.prefix,
-        "try": f"curl -s -H 'X-Api-Key: {plaintext}' "
-        f"http://127.0.0.1:8000/api/v1/organizations/profile/{org.id}",
+        "revoked_previous_demo_keys": revoked,
+        "docs": f"{base}/docs",
+        "try": f"curl -s -H 'X-Api-Key: {plaintext}' {base}/api/v1/organizations/profile/{org.id}",
     }
 
 
@@ -115,85 +145,223 @@ async def sync_stripe(
         await database.dispose()
 
 
-def _serve(args: argparse.Namespace) -> None:
+def run_migrations(settings: Settings) -> str:
+    """Upgrade to head; says where the database was and where it is now."""
+    before = migrate.current_revision(settings)
+    head = migrate.head_revision()
+    if before == head:
+        return f"database already at the latest migration {head}; nothing to do"
+    migrate.upgrade(settings)
+    after = migrate.current_revision(settings)
+    if before is None:
+        return f"migrated an empty database to {after} (latest)"
+    return f"migrated from {before} to {after} (latest)"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind and release the port, as uvicorn will, so a busy port fails before anything runs."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+@contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """Several workers share /metrics through prometheus' multiprocess files: a fresh
+    directory per run (the workers are spawned, so they read it when they import it)."""
+    if workers <= 1:
+        yield
+        return
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        # Samples of a previous run must not add into this one.
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="orgbill-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    uvicorn.run(
-        "orgbill.main:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,  # orgbill writes its own JSON access log
-        proxy_headers=True,
-    )
+    check_port_free(args.host, args.port)
+    load_catalog(settings.plans_file)  # a missing or broken plans file fails here, once
+    if args.check:
+        return
+    with metrics_directory(args.workers):
+        uvicorn.run(
+            "orgbill.main:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            access_log=False,  # orgbill writes its own JSON access log
+            log_config=log_config(settings.log_level),
+            proxy_headers=True,
+            # A worker importing on a busy machine can take longer than uvicorn's 5 s
+            # default to answer its first health check; it is not dead, let it start.
+            timeout_worker_healthcheck=30,
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orgbill", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
-    serve = sub.add_parser("serve", help="serve the API with uvicorn")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    sub.add_parser("demo", help="seed a demo user, org and API key; print them as JSON")
-    admin = sub.add_parser("create-superadmin", help="create (or promote) a superadmin user")
+    parser = argparse.ArgumentParser(
+        prog="orgbill",
+        description="orgbill: organizations, plans, Stripe billing and usage for your product. "
+        "Settings come from ORGBILL_* environment variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"orgbill {version('orgbill')}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, **kwargs)
+
+    command("migrate", "Apply the database migrations up to the latest one.")
+    serve = command("serve", "Serve the API with uvicorn (the app is orgbill.main:app).")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument(
+        "--check",
+        action="store_true",
+        help="only check that the port is free and the plans file loads, then exit",
+    )
+    demo = command("demo", "Seed a demo user, organization and API key; print them as JSON.")
+    demo.add_argument(
+        "--base-url", default=DEFAULT_BASE_URL, help="where the server runs, for printed URLs"
+    )
+    admin = command("create-superadmin", "Create (or promote) a superadmin user.")
     admin.add_argument("email")
     admin.add_argument("--password", required=True)
-    plans = sub.add_parser("plans", help="plan catalog").add_subparsers(dest="plans_command")
-    plans.required = True
-    plans_sync = plans.add_parser("sync", help="load the plans file into the database")
-    plans_sync.add_argument("--file", type=Path, help="plans file (default: ORGBILL_PLANS_FILE)")
-    stripe_cmd = sub.add_parser("stripe", help="Stripe billing").add_subparsers(
-        dest="stripe_command"
+    plans = command("plans", "The plan catalog.").add_subparsers(
+        dest="plans_command", required=True, metavar="COMMAND"
     )
-    stripe_cmd.required = True
+    plans_sync = plans.add_parser(
+        "sync",
+        help="Load the plans file into the database.",
+        description="Validate the plans file, then load it in one transaction.",
+    )
+    plans_sync.add_argument(
+        "--file", type=Path, help="plans file (default: ORGBILL_PLANS_FILE, else the bundled one)"
+    )
+    stripe_cmd = command("stripe", "Stripe billing.").add_subparsers(
+        dest="stripe_command", required=True, metavar="COMMAND"
+    )
     stripe_sync = stripe_cmd.add_parser(
-        "sync", help="re-read customers, subscriptions and invoices from Stripe; repair drift"
+        "sync",
+        help="Repair drift from Stripe.",
+        description="Re-read customers, subscriptions and invoices from Stripe and repair drift.",
     )
     stripe_sync.add_argument("--org", type=uuid.UUID, help="only this organization id")
     return parser
+
+
+def _settings_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        variable = "ORGBILL_" + "_".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(message if variable == "ORGBILL_" else f"{variable}: {message}")
+    return "; ".join(problems)
+
+
+def _database_name(settings: Settings) -> str:
+    try:
+        return make_url(settings.database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
+
+
+def require_migrated(settings: Settings) -> None:
+    if settings.is_sqlite:
+        # Asking an SQLite file for its revision would create it: look first.
+        database = make_url(settings.database_url).database
+        if database and database != ":memory:" and not Path(database).exists():
+            raise CliError(f"no database at {database}: run `orgbill migrate` first")
+    current = migrate.current_revision(settings)
+    if current != migrate.head_revision():
+        state = "empty" if current is None else f"at {current}"
+        raise CliError(f"the database is {state}, not the latest migration: run `orgbill migrate`")
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command in ("demo", "create-superadmin", "plans", "stripe"):
+        require_migrated(settings)
+    if args.command == "migrate":
+        print(run_migrations(settings))
+    elif args.command == "serve":
+        _serve(args, settings)
+    elif args.command == "demo":
+        print(json.dumps(asyncio.run(seed_demo(settings, args.base_url)), indent=2))
+    elif args.command == "create-superadmin":
+        if len(args.password) < 8:
+            raise CliError("password must be at least 8 characters")
+        try:
+            result = asyncio.run(create_superadmin(settings, args.email, args.password))
+        except Conflict as exc:
+            raise CliError(exc.message) from exc
+        print(json.dumps(result))
+    elif args.command == "plans":
+        try:
+            synced = asyncio.run(sync_plans(settings, args.file))
+        except CatalogError as exc:
+            raise CliError(f"plans file rejected, nothing changed: {exc}") from exc
+        print(json.dumps(asdict(synced)))
+    elif args.command == "stripe":
+        try:
+            report = asyncio.run(sync_stripe(settings, args.org))
+        except StripeUnavailable as exc:
+            raise CliError(str(exc)) from exc
+        print(json.dumps(report.as_dict(), indent=2))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = get_settings()
+    except ValidationError as exc:
+        print(f"orgbill: configuration error: {_settings_error(exc)}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"orgbill: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.command == "migrate":
-        migrate.upgrade(settings)
-        print("database is at the latest migration")
-    elif args.command == "serve":
-        _serve(args)
-    elif args.command == "demo":
-        print(json.dumps(asyncio.run(seed_demo(settings)), indent=2))
-    elif args.command == "create-superadmin":
-        if len(args.password) < 8:
-            print("orgbill: password must be at least 8 characters", file=sys.stderr)
-            return 2
-        try:
-            result = asyncio.run(create_superadmin(settings, args.email, args.password))
-        except Conflict as exc:
-            print(f"orgbill: {exc.message}", file=sys.stderr)
-            return 1
-        print(json.dumps(result))
-    elif args.command == "plans":
-        try:
-            synced = asyncio.run(sync_plans(settings, args.file))
-        except CatalogError as exc:
-            print(f"orgbill: plans file rejected, nothing changed: {exc}", file=sys.stderr)
-            return 1
-        print(json.dumps(asdict(synced)))
-    elif args.command == "stripe":
-        try:
-            report = asyncio.run(sync_stripe(settings, args.org))
-        except StripeUnavailable as exc:
-            print(f"orgbill: {exc}", file=sys.stderr)
-            return 1
-        print(json.dumps(report.as_dict(), indent=2))
-    return 0
+    try:
+        return _run(args, settings)
+    except CliError as exc:
+        message = str(exc)
+    except CatalogError as exc:
+        message = str(exc)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        message = f"ORGBILL_DATABASE_URL is not a usable database URL: {_first_line(exc)}"
+    except (
+        DBAPIError,
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    ) as exc:
+        message = f"cannot use the database {_database_name(settings)}: {_first_line(exc)}"
+    except KeyboardInterrupt:
+        return 130
+    print(f"orgbill: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     access_log: bool = True
+    # Health probes and scrapes (/healthz, /readyz, /metrics) fill logs with noise: off by default.
+    access_log_probes: bool = False
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from orgbill.config import Settings
+from orgbill.kit.metrics import DB_POOL_IN_USE
 
 # Execution option naming how a SQLite transaction begins (see _begin_sqlite).
 SQLITE_BEGIN = "orgbill_sqlite_begin"
@@ -57,6 +58,14 @@ def _read_only_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _count_checkout(*_: Any) -> None:
+    DB_POOL_IN_USE.inc()
+
+
+def _count_checkin(*_: Any) -> None:
+    DB_POOL_IN_USE.dec()
+
+
 def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     """The writer engine, or (read_only) the one safe-method requests use: autocommit, so a
     read costs one round trip instead of BEGIN + query + COMMIT, and refused by the database
@@ -85,6 +94,8 @@ def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine
         kwargs["pool_reset_on_return"] = None
     # hide_parameters: bound values (key hashes, emails) never reach logs or error text.
     engine = create_async_engine(url, hide_parameters=True, **kwargs)
+    event.listen(engine.sync_engine, "checkout", _count_checkout)
+    event.listen(engine.sync_engine, "checkin", _count_checkin)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _connect_sqlite)
         if read_only:

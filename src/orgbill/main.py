@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
-from fastapi import FastAPI, Request, Response
-from sqlalchemy import text
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
+from orgbill import migrate
+from orgbill.admin.credits_router import router as credits_admin_router
 from orgbill.admin.router import router as admin_router
 from orgbill.auth.last_used import ApiKeyUsageRecorder
 from orgbill.auth.router import router as auth_router
 from orgbill.billing.router import router as billing_router
 from orgbill.config import Settings, get_settings
-from orgbill.credits.admin_router import router as credits_admin_router
 from orgbill.credits.router import router as credits_router
 from orgbill.db import Database
-from orgbill.errors import error_response, register_error_handlers
+from orgbill.errors import register_error_handlers
 from orgbill.kit.logging import configure_logging
 from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.body_limit import BodySizeLimitMiddleware
 from orgbill.middleware.ratelimit import RateLimitMiddleware
 from orgbill.middleware.request_id import RequestIdMiddleware
+from orgbill.openapi import install_openapi, operation_id
+from orgbill.operations.router import mount_operations
 from orgbill.organizations.router import router as organizations_router
 from orgbill.plans.catalog import load_catalog
 from orgbill.plans.router import router as plans_router
@@ -34,7 +37,10 @@ from orgbill.stripe_sync.router import router as stripe_webhook_router
 from orgbill.usage.router import router as usage_router
 
 API_PREFIX = "/api/v1"
-_READY_TIMEOUT_SECONDS = 3.0
+
+
+def _operation_id(route: APIRoute) -> str:
+    return operation_id(route)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,11 +63,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="orgbill",
-        version="0.1.0",
+        version=version("orgbill"),
         summary="Organizations, members, API keys, plans, Stripe billing and usage.",
         lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+        # Served by operations/router.py from bundled assets (no CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.schema_head = migrate.head_revision()
     catalog_store = CatalogStore(fallback_catalog)
     app.state.catalog_store = catalog_store
     app.state.stripe = StripeGateway.from_settings(settings)
@@ -83,19 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, prefix=API_PREFIX)
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operations"], response_model=None)
-    async def readyz(request: Request) -> Response | dict[str, str]:
-        database: Database = request.app.state.database
-        try:
-            async with asyncio.timeout(_READY_TIMEOUT_SECONDS), database.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception:
-            return error_response(503, "unavailable", "Database unreachable")
-        return {"status": "ready", "database": "ok"}
+    mount_operations(app)
+    install_openapi(app, API_PREFIX)
 
     # Added last is outermost: request id wraps the body-size guard, which wraps the access
     # log, which wraps the rate limit, which wraps the app.
@@ -103,11 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         def public_rate() -> int:
             # An anonymous caller gets the free plan's rate, per client IP.
-            rate = catalog_store.catalog.free.limits.get("api_rate_limit")
-            return rate if isinstance(rate, int) and not isinstance(rate, bool) else 1
+            return catalog_store.catalog.free.limits.count("api_rate_limit") or 1
 
         app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, public_rate=public_rate)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(AccessLogMiddleware, log_probes=settings.access_log_probes)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -17,6 +17,7 @@ from orgbill.entitlements.resolver import (
     resolve,
 )
 from orgbill.plans.catalog import load_catalog
+from orgbill.plans.limits import Limit
 from tests.fixtures.rows import price_of
 
 CATALOG = load_catalog()
@@ -45,7 +46,8 @@ def sub(status: str, plan: str | None = "pro") -> SubscriptionInput:
 
 
 def contract(start: datetime, end: datetime | None = None, **overrides: object) -> ContractInput:
-    return ContractInput(starts_at=start, ends_at=end, overrides=overrides)  # type: ignore[arg-type]
+    limits = {name: Limit.count(value) for name, value in overrides.items()}  # type: ignore[arg-type]
+    return ContractInput(starts_at=start, ends_at=end, overrides=limits)
 
 
 NO_OVERRIDES = OrgOverrides()
@@ -101,7 +103,7 @@ def test_layers(
     applied = [d.layer for d in result.layers if d.applied]
     assert applied == [source]
     assert [d.layer for d in result.layers] == ["enterprise", "stripe", "free"]
-    assert all(limit.source == f"plan:{plan}" for limit in result.limits.values())
+    assert set(result.limit_sources.values()) == {f"plan:{plan}"}
 
 
 def test_reasons_name_the_subscription_and_its_status() -> None:
@@ -132,9 +134,9 @@ def test_contract_overrides_apply_only_when_contract_applies() -> None:
         overrides=NO_OVERRIDES,
         now=NOW,
     )
-    assert applied.limits["max_agents"].value == 9999
-    assert applied.limits["max_agents"].source == "contract"
-    assert applied.limits["max_members"].source == "plan:enterprise"
+    assert applied.limits["max_agents"] == Limit.count(9999)
+    assert applied.limit_sources["max_agents"] == "contract"
+    assert applied.limit_sources["max_members"] == "plan:enterprise"
     ended = resolve(
         contract=contract(NOW - 2 * HOUR, NOW - HOUR, max_agents=9999),
         subscription=None,
@@ -142,7 +144,7 @@ def test_contract_overrides_apply_only_when_contract_applies() -> None:
         overrides=NO_OVERRIDES,
         now=NOW,
     )
-    assert ended.limits["max_agents"].value == CATALOG.free.limits["max_agents"]
+    assert ended.limits["max_agents"] == CATALOG.free.limits["max_agents"]
 
 
 @pytest.mark.parametrize(
@@ -153,17 +155,17 @@ def test_org_overrides_sit_on_top_of_every_layer(
     contract_in: ContractInput | None, sub_in: SubscriptionInput | None
 ) -> None:
     overrides = OrgOverrides(
-        limits={"max_agents": 3, "extra_credit_price": Decimal("0.5")},
+        limits={"max_agents": Limit.count(3), "extra_credit_price": Limit.money(Decimal("0.5"))},
         rate_limit=77,
         entitlements=("beta",),
     )
     result = resolve(
         contract=contract_in, subscription=sub_in, catalog=CATALOG, overrides=overrides, now=NOW
     )
-    assert result.limits["max_agents"].value == 3
-    assert result.limits["max_agents"].source == "override"
-    assert result.limits["api_rate_limit"].value == 77
-    assert result.limits["extra_credit_price"].value == Decimal("0.5")
+    assert result.limits.count("max_agents") == 3
+    assert result.limit_sources["max_agents"] == "override"
+    assert result.limits.count("api_rate_limit") == 77
+    assert result.limits.money("extra_credit_price") == Decimal("0.5")
     assert "beta" in result.features
     assert set(result.plan.features) <= set(result.features)
 
@@ -223,4 +225,4 @@ def test_result_always_comes_from_the_highest_applicable_layer(
         else "free"
     )
     assert result.plan.code == expected_plan
-    assert {name: lim.value for name, lim in result.limits.items()} == result.plan.limits
+    assert dict(result.limits) == dict(result.plan.limits)

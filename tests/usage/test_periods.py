@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from orgbill.entitlements.periods import Period, add_months
 from orgbill.entitlements.resolver import ContractInput, OrgOverrides, SubscriptionInput, resolve
 from orgbill.kit.time import isoformat_z
 from orgbill.plans.catalog import load_catalog
-from orgbill.usage.periods import Period, add_months, billing_period
 from tests.fixtures.factories import API, OrgHandle, assert_error, create_org
 from tests.fixtures.plans import set_subscription
 from tests.fixtures.stripe import PRO_PRICE
@@ -31,8 +31,8 @@ def free_plan(now: datetime) -> Any:
 
 def test_free_plan_period_is_the_utc_calendar_month_and_half_open() -> None:
     boundary = at("2026-12-01T00:00:00")
-    before = billing_period(free_plan(boundary), boundary - timedelta(microseconds=1))
-    exactly = billing_period(free_plan(boundary), boundary)
+    before = free_plan(boundary).period_at(boundary - timedelta(microseconds=1))
+    exactly = free_plan(boundary).period_at(boundary)
     assert before == Period(at("2026-11-01T00:00:00"), boundary)
     assert exactly == Period(boundary, at("2027-01-01T00:00:00"))
     assert not before.contains(boundary) and exactly.contains(boundary)
@@ -47,9 +47,9 @@ def test_stripe_period_is_the_subscriptions_and_steps_on_when_the_renewal_is_lat
     plan = resolve(
         contract=None, subscription=sub, catalog=CATALOG, overrides=OrgOverrides(), now=now
     )
-    assert billing_period(plan, now) == Period(start, end)
-    assert billing_period(plan, end) == Period(end, at("2027-01-15T10:30:00"))
-    assert billing_period(plan, end - timedelta(microseconds=1)).start == start
+    assert plan.period_at(now) == Period(start, end)
+    assert plan.period_at(end) == Period(end, at("2027-01-15T10:30:00"))
+    assert plan.period_at(end - timedelta(microseconds=1)).start == start
     # A short (trial) period is followed by one starting exactly at its end.
     trial = SubscriptionInput(
         "sub_2",
@@ -61,7 +61,7 @@ def test_stripe_period_is_the_subscriptions_and_steps_on_when_the_renewal_is_lat
     plan = resolve(
         contract=None, subscription=trial, catalog=CATALOG, overrides=OrgOverrides(), now=now
     )
-    assert billing_period(plan, start + timedelta(days=14)).start == start + timedelta(days=14)
+    assert plan.period_at(start + timedelta(days=14)).start == start + timedelta(days=14)
 
 
 def test_enterprise_period_is_the_contracts_monthly_anniversary_clamped_to_month_end() -> None:
@@ -70,7 +70,7 @@ def test_enterprise_period_is_the_contracts_monthly_anniversary_clamped_to_month
     plan = resolve(
         contract=contract, subscription=None, catalog=CATALOG, overrides=OrgOverrides(), now=now
     )
-    assert billing_period(plan, now) == Period(at("2026-02-28T09:00:00"), at("2026-03-31T09:00:00"))
+    assert plan.period_at(now) == Period(at("2026-02-28T09:00:00"), at("2026-03-31T09:00:00"))
     assert add_months(at("2024-01-31T00:00:00"), 1) == at("2024-02-29T00:00:00")
 
 

@@ -5,7 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from orgbill.admin import audit, schemas, service
+from orgbill.admin import schemas, service
+from orgbill.audit import repository as audit
 from orgbill.auth.dependencies import SessionDep, SettingsDep, SuperadminDep
 from orgbill.kit.pagination import Page, PageParams, build_page, page_params
 from orgbill.kit.routing import TransactionalRoute
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/admin", route_class=TransactionalRoute, tags=["admin
 
 
 @router.post("/impersonate")
-async def impersonate(
+async def impersonate_organization(
     body: schemas.ImpersonateRequest,
     admin: SuperadminDep,
     session: SessionDep,
@@ -27,7 +28,7 @@ async def impersonate(
 
 
 @router.patch("/organizations/{org_id}")
-async def update_organization(
+async def admin_update_organization(
     org_id: uuid.UUID,
     body: schemas.AdminOrganizationUpdate,
     admin: SuperadminDep,
@@ -39,7 +40,7 @@ async def update_organization(
 
 
 @router.get("/audit-log")
-async def audit_log(
+async def list_audit_log(
     _: SuperadminDep,
     session: SessionDep,
     paging: Annotated[PageParams, Depends(page_params)],

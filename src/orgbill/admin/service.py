@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.admin import audit, schemas
+from orgbill.admin import repository, schemas
+from orgbill.audit import repository as audit
 from orgbill.auth.jwt import issue_token
 from orgbill.auth.principal import UserPrincipal
 from orgbill.config import Settings
@@ -20,7 +20,7 @@ from orgbill.plans.catalog import Catalog
 
 
 async def get_live_org(session: AsyncSession, org_id: uuid.UUID) -> Organization:
-    org = await session.get(Organization, org_id)
+    org = await repository.get_organization(session, org_id)
     if org is None or org.status == OrganizationStatus.DELETED:
         raise NotFound("Organization not found")
     return org
@@ -125,9 +125,7 @@ async def put_contract(
     await get_live_org(session, org_id)
     if data.plan_code not in catalog.plans:
         raise BadRequest(f"Unknown plan '{data.plan_code}'")
-    contract = await session.scalar(
-        select(EnterpriseContract).where(EnterpriseContract.organization_id == org_id)
-    )
+    contract = await repository.get_contract(session, org_id)
     before = _contract_state(contract)
     now = utcnow()
     if contract is None:
@@ -156,14 +154,11 @@ async def put_contract(
 
 async def delete_contract(session: AsyncSession, admin: UserPrincipal, org_id: uuid.UUID) -> None:
     await get_live_org(session, org_id)
-    contract = await session.scalar(
-        select(EnterpriseContract).where(EnterpriseContract.organization_id == org_id)
-    )
+    contract = await repository.get_contract(session, org_id)
     if contract is None:
         raise NotFound("This organization has no enterprise contract")
     before = _contract_state(contract)
-    await session.delete(contract)
-    await session.flush()
+    await repository.delete_contract(session, org_id)
     await audit.record(
         session,
         actor_user_id=admin.user.id,

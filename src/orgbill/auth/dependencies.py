@@ -223,8 +223,8 @@ async def _charge_org_rate_limit(
     if state is None or limiter is None or state.decision is not None:
         return
     plan = await plan_for_access(session, access, request.app.state.catalog_store)
-    rate = plan.limit("api_rate_limit")
-    if not isinstance(rate, int) or isinstance(rate, bool):
+    rate = plan.limits.count("api_rate_limit")
+    if rate is None:
         return  # unlimited
     state.decision = await limiter.hit(f"org:{access.organization.id}", rate)
     if not state.decision.allowed:
@@ -282,3 +282,9 @@ def current_org_access(
         return await _admit_org(request, session, access)
 
     return charges_org_rate_limit(dependency)
+
+
+# Read access to an org, by path id or by the caller's current org; a suspended org can
+# still read. One name each, shared by every router that reads.
+OrgRead = Annotated[OrgAccess, Depends(org_access(ANY_ROLE, allow_suspended=True))]
+CurrentOrgRead = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE, allow_suspended=True))]

@@ -10,17 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import ApiKeyRef
 from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
-from orgbill.models import ApiKey, Membership, Organization, User
+from orgbill.models import ApiKey, Membership, Organization, OrganizationStatus, User
 
 # Statements are built once at import: building them per request costs more than running them.
-_API_KEY_COLUMNS = (
-    ApiKey.id,
-    ApiKey.organization_id,
-    ApiKey.name,
-    ApiKey.prefix,
-    ApiKey.expires_at,
-    ApiKey.revoked_at,
-    ApiKey.last_used_at,
+# Labelled `key_<field of ApiKeyRef>`, read back by name.
+_API_KEY_COLUMNS = tuple(
+    getattr(ApiKey, name).label(f"key_{name}") for name in ApiKeyRef.__dataclass_fields__
 )
 _API_KEY_WITH_ORG = with_plan_inputs(
     select(Organization, *_API_KEY_COLUMNS)
@@ -29,7 +24,7 @@ _API_KEY_WITH_ORG = with_plan_inputs(
     ApiKey.organization_id,
 )
 _ORG_WITH_ROLE = with_plan_inputs(
-    select(Organization, Membership.role)
+    select(Organization, Membership.role.label("membership_role"))
     .outerjoin(
         Membership,
         (Membership.organization_id == Organization.id)
@@ -47,12 +42,30 @@ async def get_api_key_with_org(
     row = (await session.execute(_API_KEY_WITH_ORG, {"key_hash": key_hash})).first()
     if row is None:
         return None
-    width = len(_API_KEY_COLUMNS)
-    return ApiKeyRef(*row[1 : 1 + width]), row[0], plan_inputs_from_row(row[1 + width :])
+    values = row._mapping
+    key = ApiKeyRef(**{name: values[f"key_{name}"] for name in ApiKeyRef.__dataclass_fields__})
+    return key, row.Organization, plan_inputs_from_row(row)
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    """`email` as normalised at registration."""
+    return await session.scalar(select(User).where(User.email == email))
+
+
+async def live_memberships(session: AsyncSession, user_id: uuid.UUID) -> list[Membership]:
+    """The user's memberships of organizations that are not deleted, oldest first."""
+    stmt = (
+        select(Membership)
+        .join(Organization, Organization.id == Membership.organization_id)
+        .where(Membership.user_id == user_id)
+        .where(Organization.status != OrganizationStatus.DELETED)
+        .order_by(Membership.created_at)
+    )
+    return list((await session.scalars(stmt)).all())
 
 
 async def get_org_with_role(
@@ -60,7 +73,9 @@ async def get_org_with_role(
 ) -> tuple[Organization, str | None, PlanInputs] | None:
     params = {"org_id": org_id, "user_id": user_id}
     row = (await session.execute(_ORG_WITH_ROLE, params)).first()
-    return (row[0], row[1], plan_inputs_from_row(row[2:])) if row else None
+    if row is None:
+        return None
+    return row.Organization, row.membership_role, plan_inputs_from_row(row)
 
 
 async def touch_api_key(

@@ -18,13 +18,13 @@ router = APIRouter(route_class=TransactionalRoute, tags=["identity"])
 
 
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED)
-async def register(body: schemas.UserCreate, session: SessionDep) -> schemas.User:
+async def register_user(body: schemas.UserCreate, session: SessionDep) -> schemas.User:
     user = await service.create_user(session, body.email, body.password, body.name)
     return schemas.User.model_validate(user)
 
 
 @router.post("/auth/token")
-async def token(
+async def create_access_token(
     body: schemas.TokenRequest, session: SessionDep, settings: SettingsDep, response: Response
 ) -> schemas.Token:
     user = await service.authenticate(session, body.email, body.password)
@@ -41,5 +41,5 @@ async def token(
 
 
 @router.get("/me")
-async def me(user: UserDep, session: SessionDep) -> schemas.Me:
+async def get_me(user: UserDep, session: SessionDep) -> schemas.Me:
     return await service.me(session, user)

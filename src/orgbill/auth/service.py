@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.auth import schemas
+from orgbill.auth import repository, schemas
 from orgbill.auth.passwords import hash_password, verify_password
 from orgbill.auth.principal import UserPrincipal
 from orgbill.errors import Conflict, Unauthorized
 from orgbill.kit.time import utcnow
-from orgbill.models import Membership, Organization, OrganizationStatus, User
+from orgbill.models import User
 
 
 def normalize_email(email: str) -> str:
@@ -42,21 +41,14 @@ async def create_user(
 
 
 async def authenticate(session: AsyncSession, email: str, password: str) -> User:
-    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    user = await repository.get_user_by_email(session, normalize_email(email))
     if not await verify_password(password, user.password_hash if user else None) or user is None:
         raise Unauthorized("Invalid email or password")
     return user
 
 
 async def me(session: AsyncSession, principal: UserPrincipal) -> schemas.Me:
-    stmt = (
-        select(Membership)
-        .join(Organization, Organization.id == Membership.organization_id)
-        .where(Membership.user_id == principal.user.id)
-        .where(Organization.status != OrganizationStatus.DELETED)
-        .order_by(Membership.created_at)
-    )
-    memberships = (await session.scalars(stmt)).all()
+    memberships = await repository.live_memberships(session, principal.user.id)
     return schemas.Me(
         **schemas.User.model_validate(principal.user).model_dump(),
         memberships=[schemas.MembershipRef.model_validate(m) for m in memberships],

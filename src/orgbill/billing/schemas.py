@@ -12,7 +12,9 @@ PlanCode = Annotated[text(min_length=1, max_length=64), Field(examples=["pro"])]
 
 
 class BillingSubscription(Schema):
-    """Seed 001's subscription; read straight from the mirror row."""
+    """The organization's subscription as Stripe last reported it."""
+
+    # Seed 001's shape, read straight from the mirror row.
 
     id: uuid.UUID
     stripe_subscription_id: str

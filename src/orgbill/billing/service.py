@@ -13,7 +13,6 @@ from orgbill.entitlements.service import plan_for_access
 from orgbill.errors import BadRequest, NotFound, Unavailable
 from orgbill.kit.context import current_request_id
 from orgbill.kit.pagination import PageParams, build_page
-from orgbill.kit.time import utcnow
 from orgbill.models import Invoice, Subscription
 from orgbill.organizations import service as org_service
 from orgbill.plans.catalog import PlanDef
@@ -50,9 +49,8 @@ async def quota_headers(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> dict[str, str]:
     """Seed 004: the period's quota headers ride on the subscription read."""
-    now = utcnow()
-    plan = await plan_for_access(session, access, store, now)
-    report = await usage_service.usage_report(session, access, plan, store, now)
+    plan = await plan_for_access(session, access, store)
+    report = await usage_service.usage_report(session, access, plan, store)
     return usage_service.quota_headers(report)
 
 

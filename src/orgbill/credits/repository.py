@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.entitlements.repository import BalanceState
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.kit.sql import upsert_insert
 from orgbill.models import CreditBalance, CreditEntryKind, CreditLedgerEntry
 
 LEDGER_KEYSET = Keyset(CreditLedgerEntry.created_at, CreditLedgerEntry.id)
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceState:
-    balance: Decimal
-    monthly_granted_for: datetime | None
 
 
 async def get_balance(session: AsyncSession, org_id: uuid.UUID) -> BalanceState | None:

@@ -12,27 +12,22 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.admin import audit
+from orgbill.audit import repository as audit
 from orgbill.auth.principal import OrgAccess
 from orgbill.credits import repository, schemas
-from orgbill.credits.repository import BalanceState
+from orgbill.entitlements.periods import Period
+from orgbill.entitlements.repository import BalanceState
 from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.errors import Conflict, InsufficientCredits, LimitExceeded
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import isoformat_z
 from orgbill.models import CreditBalance, CreditEntryKind, Organization
-from orgbill.usage.periods import Period, billing_period
-
-
-def _count_limit(plan: EffectivePlan, name: str) -> int | None:
-    value = plan.limits[name].value if name in plan.limits else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def monthly_grant_amount(plan: EffectivePlan, balance: Decimal) -> Decimal:
     """The plan's monthly credits, capped so the balance never passes max_credits."""
-    monthly = Decimal(_count_limit(plan, "monthly_credits") or 0)
-    cap = _count_limit(plan, "max_credits")
+    monthly = Decimal(plan.limits.count("monthly_credits") or 0)
+    cap = plan.limits.count("max_credits")
     if cap is None:
         return monthly
     return max(Decimal(0), min(monthly, Decimal(cap) - balance))
@@ -43,16 +38,14 @@ def _grant_is_due(state: BalanceState | None, period: Period) -> bool:
 
 
 def displayed_balance(
-    state: CreditBalance | BalanceState | None, plan: EffectivePlan, now: datetime
+    state: CreditBalance | BalanceState | None, plan: EffectivePlan
 ) -> tuple[Decimal, Decimal]:
     """(total_credits, the part of it that is this period's not-yet-written monthly grant).
     Pure, so the profile read can show it without writing."""
     balance = state.balance if state is not None else Decimal(0)
     snapshot = BalanceState(balance, state.monthly_granted_for) if state is not None else None
     pending = (
-        monthly_grant_amount(plan, balance)
-        if _grant_is_due(snapshot, billing_period(plan, now))
-        else Decimal(0)
+        monthly_grant_amount(plan, balance) if _grant_is_due(snapshot, plan.period) else Decimal(0)
     )
     return balance + pending, pending
 
@@ -60,7 +53,7 @@ def displayed_balance(
 async def ensure_monthly_grant(
     session: AsyncSession, org_id: uuid.UUID, plan: EffectivePlan, now: datetime
 ) -> None:
-    period = billing_period(plan, now)
+    period = plan.period
     if not _grant_is_due(await repository.get_balance(session, org_id), period):
         return
     locked = await repository.lock_balance(session, org_id, now)
@@ -143,7 +136,7 @@ async def grant(
 ) -> schemas.CreditGranted:
     """An admin grant, capped by the plan's max_credits; audited in the same transaction."""
     await ensure_monthly_grant(session, org.id, plan, now)
-    cap = _count_limit(plan, "max_credits")
+    cap = plan.limits.count("max_credits")
     new_balance = await repository.credit_balance(
         session, org.id, body.amount, now, ceiling=Decimal(cap) if cap is not None else None
     )
@@ -191,14 +184,13 @@ async def overview(
     now: datetime,
 ) -> schemas.Credits:
     org_id = access.organization.id
-    total, pending = displayed_balance(await repository.get_balance(session, org_id), plan, now)
+    total, pending = displayed_balance(await repository.get_balance(session, org_id), plan)
     rows = await repository.list_entries(session, org_id, params)
     page, cursor = build_page(rows, params, repository.LEDGER_KEYSET)
-    extra_price = plan.limits["extra_credit_price"].value
     return schemas.Credits(
         total_credits=total,
-        max_credits=_count_limit(plan, "max_credits"),
-        extra_credit_price=extra_price if isinstance(extra_price, Decimal) else Decimal(0),
+        max_credits=plan.limits.count("max_credits"),
+        extra_credit_price=plan.limits.money("extra_credit_price"),
         pending_monthly_grant=pending,
         ledger=[schemas.CreditEntry.model_validate(row) for row in page],
         next_cursor=cursor,

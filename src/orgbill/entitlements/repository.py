@@ -6,19 +6,29 @@ Plain columns, not ORM entities: on the hot path, building entities costs more t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, Uuid, bindparam, case, literal_column, select
+from sqlalchemy import Row, Select, Uuid, bindparam, case, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from orgbill.credits.repository import BalanceState
 from orgbill.entitlements.resolver import ENTITLING_STATUSES, ContractInput, SubscriptionInput
 from orgbill.models import CreditBalance, EnterpriseContract, PlanCatalog, Subscription
-from orgbill.plans.catalog import LimitValue, parse_limit
+from orgbill.plans.catalog import parse_limit
+from orgbill.plans.limits import Limit
 from orgbill.plans.store import CATALOG_ROW_ID
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceState:
+    """An org's credit balance row as plan inputs carry it (the credits domain reads and
+    writes it; it lives here because the profile's one round trip fetches it)."""
+
+    balance: Decimal
+    monthly_granted_for: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,23 +41,27 @@ class PlanInputs:
     credit_balance: BalanceState | None = None
 
 
+# Labelled, and read back by label: a caller's own columns may come before them in any number.
 _CONTRACT_COLUMNS = (
-    EnterpriseContract.id,
-    EnterpriseContract.starts_at,
-    EnterpriseContract.ends_at,
-    EnterpriseContract.overrides,
-    EnterpriseContract.plan_code,
+    EnterpriseContract.id.label("plan_contract_id"),
+    EnterpriseContract.starts_at.label("plan_contract_starts_at"),
+    EnterpriseContract.ends_at.label("plan_contract_ends_at"),
+    EnterpriseContract.overrides.label("plan_contract_overrides"),
+    EnterpriseContract.plan_code.label("plan_contract_plan_code"),
 )
 _SUBSCRIPTION_COLUMNS = (
-    Subscription.stripe_subscription_id,
-    Subscription.status,
-    Subscription.stripe_price_id,
-    Subscription.stripe_lookup_key,
-    Subscription.stripe_legacy_plan_id,
-    Subscription.current_period_start,
-    Subscription.current_period_end,
+    Subscription.stripe_subscription_id.label("plan_sub_id"),
+    Subscription.status.label("plan_sub_status"),
+    Subscription.stripe_price_id.label("plan_sub_price_id"),
+    Subscription.stripe_lookup_key.label("plan_sub_lookup_key"),
+    Subscription.stripe_legacy_plan_id.label("plan_sub_legacy_plan_id"),
+    Subscription.current_period_start.label("plan_sub_period_start"),
+    Subscription.current_period_end.label("plan_sub_period_end"),
 )
-_BALANCE_COLUMNS = (CreditBalance.balance, CreditBalance.monthly_granted_for)
+_BALANCE_COLUMNS = (
+    CreditBalance.balance.label("plan_credit_balance"),
+    CreditBalance.monthly_granted_for.label("plan_credit_granted_for"),
+)
 
 
 def current_subscription_id(org_id: Any) -> Any:
@@ -88,40 +102,46 @@ def with_plan_inputs(stmt: Select[Any], org_id: Any) -> Select[Any]:
     )
 
 
-def parse_overrides(owner: str, raw: dict[str, Any] | None) -> dict[str, LimitValue]:
-    """Stored overrides use the plans file's value syntax ("unlimited", decimal strings)."""
-    return {name: parse_limit(owner, name, value) for name, value in (raw or {}).items()}
+def parse_overrides(owner: str, raw: dict[str, Any] | None) -> dict[str, Limit]:
+    """Stored overrides use the plans file's value syntax ("unlimited", decimal strings);
+    read leniently, like the stored catalog: a bad one is shown, never fatal."""
+    return {
+        name: parse_limit(owner, name, value, strict=False) for name, value in (raw or {}).items()
+    }
 
 
-def plan_inputs_from_row(values: Sequence[Any]) -> PlanInputs:
-    """`values`: the trailing columns of a row from `with_plan_inputs`, in its order."""
-    contract_id, starts_at, ends_at, overrides, contract_plan = values[0:5]
-    sub_id, status, price_id, lookup_key, legacy_plan_id, period_start, period_end = values[5:12]
+def plan_inputs_from_row(row: Row[Any]) -> PlanInputs:
+    """`row`: a row of a statement built with `with_plan_inputs`."""
+    values = row._mapping
     contract = None
-    if contract_id is not None:
+    if values["plan_contract_id"] is not None:
         contract = ContractInput(
-            starts_at=starts_at,
-            ends_at=ends_at,
-            overrides=parse_overrides("enterprise contract", overrides),
-            plan_code=contract_plan,
+            starts_at=values["plan_contract_starts_at"],
+            ends_at=values["plan_contract_ends_at"],
+            overrides=parse_overrides("enterprise contract", values["plan_contract_overrides"]),
+            plan_code=values["plan_contract_plan_code"],
         )
     subscription = None
-    if sub_id is not None:
+    if values["plan_sub_id"] is not None:
         subscription = SubscriptionInput(
-            stripe_subscription_id=sub_id,
-            status=status,
-            stripe_price_id=price_id,
-            stripe_lookup_key=lookup_key,
-            stripe_legacy_plan_id=legacy_plan_id,
-            current_period_start=period_start,
-            current_period_end=period_end,
+            stripe_subscription_id=values["plan_sub_id"],
+            status=values["plan_sub_status"],
+            stripe_price_id=values["plan_sub_price_id"],
+            stripe_lookup_key=values["plan_sub_lookup_key"],
+            stripe_legacy_plan_id=values["plan_sub_legacy_plan_id"],
+            current_period_start=values["plan_sub_period_start"],
+            current_period_end=values["plan_sub_period_end"],
         )
-    balance, granted_for = values[13:15]
+    balance = values["plan_credit_balance"]
     return PlanInputs(
         contract=contract,
         subscription=subscription,
-        catalog_revision=values[12],
-        credit_balance=BalanceState(balance, granted_for) if balance is not None else None,
+        catalog_revision=values["catalog_revision"],
+        credit_balance=(
+            BalanceState(balance, values["plan_credit_granted_for"])
+            if balance is not None
+            else None
+        ),
     )
 
 
@@ -134,4 +154,4 @@ _PLAN_INPUTS = with_plan_inputs(select(literal_column("1")), _ORG_ID).select_fro
 
 async def load_plan_inputs(session: AsyncSession, org_id: uuid.UUID) -> PlanInputs:
     row = (await session.execute(_PLAN_INPUTS, {"org_id": org_id})).one()
-    return plan_inputs_from_row(row[1:])
+    return plan_inputs_from_row(row)

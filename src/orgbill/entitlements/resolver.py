@@ -1,4 +1,5 @@
-"""Plan resolution: which plan an organization has at an instant, why, and its limits.
+"""Plan resolution: which plan an organization has at an instant, why, its typed limits and
+its current billing period.
 
 Pure: no I/O, no clock. Layers, first that applies:
 enterprise contract active now → Stripe subscription active|trialing|past_due → free.
@@ -11,7 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from orgbill.plans.catalog import ENTERPRISE_PLAN, Catalog, LimitValue, PlanDef
+from orgbill.entitlements.periods import Period, PeriodBasis, billing_period
+from orgbill.kit.time import as_utc
+from orgbill.plans.catalog import ENTERPRISE_PLAN, Catalog, PlanDef
+from orgbill.plans.limits import Limit, Limits
 
 PlanSource = Literal["enterprise", "stripe", "free"]
 ENTITLING_STATUSES = frozenset({"active", "trialing", "past_due"})
@@ -22,7 +26,7 @@ OVERDUE_STATUSES = frozenset({"past_due", "unpaid"})
 class ContractInput:
     starts_at: datetime
     ends_at: datetime | None
-    overrides: Mapping[str, LimitValue] = field(default_factory=dict)
+    overrides: Mapping[str, Limit] = field(default_factory=dict)
     plan_code: str = ENTERPRISE_PLAN
 
 
@@ -40,7 +44,7 @@ class SubscriptionInput:
 
 @dataclass(frozen=True, slots=True)
 class OrgOverrides:
-    limits: Mapping[str, LimitValue] = field(default_factory=dict)
+    limits: Mapping[str, Limit] = field(default_factory=dict)
     rate_limit: int | None = None
     entitlements: tuple[str, ...] = ()
 
@@ -53,31 +57,25 @@ class LayerDecision:
 
 
 @dataclass(frozen=True, slots=True)
-class EffectiveLimit:
-    value: LimitValue
-    source: str  # "plan:<code>" | "contract" | "override"
-
-
-@dataclass(frozen=True, slots=True)
 class EffectivePlan:
+    """An organization's plan at one instant (`evaluated_at`): every route reads this."""
+
     plan: PlanDef
     source: PlanSource
     layers: tuple[LayerDecision, ...]
-    limits: dict[str, EffectiveLimit]
+    limits: Limits
+    # Where each limit came from: "plan:<code>" | "contract" | "override".
+    limit_sources: Mapping[str, str]
     features: tuple[str, ...]
     subscription_status: str | None
     is_stripe_overdue: bool
-    period_start: datetime | None
-    period_end: datetime | None
-    # Set when an enterprise contract applies: its start anchors the contract's periods.
-    contract_starts_at: datetime | None = None
+    evaluated_at: datetime
+    # The billing period containing `evaluated_at`; `period_at` for any other instant.
+    period: Period
+    period_basis: PeriodBasis
 
-    def limit(self, name: str) -> LimitValue:
-        return self.limits[name].value
-
-    @property
-    def limit_values(self) -> dict[str, LimitValue]:
-        return {name: limit.value for name, limit in self.limits.items()}
+    def period_at(self, at: datetime) -> Period:
+        return billing_period(self.period_basis, at)
 
 
 def contract_active(contract: ContractInput, now: datetime) -> bool:
@@ -151,16 +149,18 @@ def resolve(
         plan = catalog.free
         free = LayerDecision("free", True, "no higher layer applies")
 
-    limits = {
-        name: EffectiveLimit(value, f"plan:{plan.code}") for name, value in plan.limits.items()
-    }
+    limits = dict(plan.limits)
+    sources = dict.fromkeys(limits, f"plan:{plan.code}")
     if source == "enterprise" and contract is not None:
-        for name, value in contract.overrides.items():
-            limits[name] = EffectiveLimit(value, "contract")
-    for name, value in overrides.limits.items():
-        limits[name] = EffectiveLimit(value, "override")
+        limits.update(contract.overrides)
+        sources.update(dict.fromkeys(contract.overrides, "contract"))
+    limits.update(overrides.limits)
+    sources.update(dict.fromkeys(overrides.limits, "override"))
     if overrides.rate_limit is not None:
-        limits["api_rate_limit"] = EffectiveLimit(overrides.rate_limit, "override")
+        limits["api_rate_limit"] = Limit.count(overrides.rate_limit)
+        sources["api_rate_limit"] = "override"
+
+    basis = _period_basis(source, subscription, contract)
 
     features = tuple(dict.fromkeys((*plan.features, *overrides.entitlements)))
     status = subscription.status if subscription is not None else None
@@ -168,11 +168,24 @@ def resolve(
         plan=plan,
         source=source,
         layers=(enterprise, stripe, free),
-        limits=limits,
+        limits=Limits(limits),
+        limit_sources=sources,
         features=features,
         subscription_status=status,
         is_stripe_overdue=status in OVERDUE_STATUSES,
-        period_start=subscription.current_period_start if subscription else None,
-        period_end=subscription.current_period_end if subscription else None,
-        contract_starts_at=contract.starts_at if source == "enterprise" and contract else None,
+        evaluated_at=now,
+        period=billing_period(basis, now),
+        period_basis=basis,
     )
+
+
+def _period_basis(
+    source: PlanSource, subscription: SubscriptionInput | None, contract: ContractInput | None
+) -> PeriodBasis:
+    if source == "stripe" and subscription is not None:
+        start, end = subscription.current_period_start, subscription.current_period_end
+        if start is not None and end is not None and start < end:
+            return PeriodBasis(stripe_period=Period(as_utc(start), as_utc(end)))
+    if source == "enterprise" and contract is not None:
+        return PeriodBasis(contract_starts_at=contract.starts_at)
+    return PeriodBasis()

@@ -17,6 +17,8 @@ class RequestContext:
 
     request_id: str
     organization_id: str | None = None
+    # The client's address once resolved (trusted proxies); the TCP peer until then.
+    client_ip: str | None = None
 
 
 def current_request_id() -> str | None:

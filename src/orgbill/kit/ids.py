@@ -1,11 +1,10 @@
-"""ULIDs (request ids) and UUIDs (entity ids)."""
+"""ULIDs (request ids)."""
 
 from __future__ import annotations
 
 import base64
 import os
 import time
-import uuid
 
 # RFC 4648 base32 alphabet -> Crockford's, so the C encoder does the per-request work.
 _TO_CROCKFORD = str.maketrans(
@@ -20,7 +19,3 @@ def new_ulid() -> str:
     # encoder's first 26 groups of five bits are exactly the ULID's.
     encoded = base64.b32encode((value << 6).to_bytes(17, "big"))[:26]
     return encoded.decode("ascii").translate(_TO_CROCKFORD)
-
-
-def new_uuid() -> uuid.UUID:
-    return uuid.uuid4()

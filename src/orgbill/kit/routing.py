@@ -10,7 +10,6 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.db import Database
 from orgbill.ratelimit.guard import charge_ip_if_unattributed, needs_ip_limit
 
 _SESSION_ATTR = "orgbill_session"
@@ -22,7 +21,8 @@ async def get_session(request: Request) -> AsyncSession:
     (async, like every dependency here: FastAPI runs plain `def` ones in a thread pool.)"""
     session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
     if session is None:
-        database: Database = request.app.state.database
+        # app.state.database is the orgbill.db.Database (not imported: db sits beside kit).
+        database = request.app.state.database
         session = database.session(writes=request.method not in _SAFE_METHODS)
         setattr(request.state, _SESSION_ATTR, session)
     return session

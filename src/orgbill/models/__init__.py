@@ -9,7 +9,7 @@ from orgbill.models.enterprise_contract import EnterpriseContract
 from orgbill.models.invoice import Invoice
 from orgbill.models.membership import Membership, Role
 from orgbill.models.organization import Organization, OrganizationStatus
-from orgbill.models.plan import Plan, PlanCatalog
+from orgbill.models.plan import PlanCatalog
 from orgbill.models.stripe_event import StripeEvent, StripeEventStatus
 from orgbill.models.subscription import Subscription
 from orgbill.models.usage_event import UsageEvent
@@ -28,7 +28,6 @@ __all__ = [
     "Membership",
     "Organization",
     "OrganizationStatus",
-    "Plan",
     "PlanCatalog",
     "Role",
     "StripeEvent",

@@ -7,31 +7,12 @@ from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orgbill.kit.time import utcnow
-from orgbill.models.base import Base, IdMixin, TimestampMixin
-
-
-class Plan(IdMixin, TimestampMixin, Base):
-    """One plan of the catalog, as last loaded by ``orgbill plans sync``."""
-
-    __tablename__ = "plan"
-
-    code: Mapped[str] = mapped_column(String(64), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(String(1000), default="")
-    amount: Mapped[int] = mapped_column()
-    currency: Mapped[str] = mapped_column(String(3))
-    interval: Mapped[str] = mapped_column(String(8))
-    rank: Mapped[int] = mapped_column(default=0)
-    stripe_price_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    stripe_lookup_key: Mapped[str | None] = mapped_column(String(255), unique=True)
-    limits: Mapped[dict[str, Any]] = mapped_column(JSON)
-    features: Mapped[list[str]] = mapped_column(JSON)
-    # False once the plan left the plans file: kept so old subscriptions still resolve.
-    is_active: Mapped[bool] = mapped_column(default=True)
+from orgbill.models.base import Base
 
 
 class PlanCatalog(Base):
-    """Single row: which plans file version is loaded, and its content hash."""
+    """Single row: the plans file `orgbill plans sync` loaded last — its version, content hash
+    and whole document, which every instance reads the catalog from."""
 
     __tablename__ = "plan_catalog"
 

@@ -1,4 +1,5 @@
-"""SQL for organizations, memberships and API keys. Tenant-owned queries take the org id."""
+"""SQL for organizations, memberships and API keys. Tenant-owned statements start from the
+org-scoped base (kit/tenancy.py)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
+from orgbill.kit.tenancy import org_delete, org_select, org_update
 from orgbill.models import ApiKey, Membership, Organization, Role, Subscription, User
 
 ORGANIZATION_KEYSET = Keyset(Organization.created_at, Organization.id)
 # A membership has no id of its own: within an org, user_id is unique.
 MEMBER_KEYSET = Keyset(Membership.created_at, Membership.user_id)
 API_KEY_KEYSET = Keyset(ApiKey.created_at, ApiKey.id)
-
-
-async def slug_taken(session: AsyncSession, slug: str) -> bool:
-    return (
-        await session.scalar(select(Organization.id).where(Organization.slug == slug))
-    ) is not None
 
 
 async def insert_organization(session: AsyncSession, org: Organization) -> bool:
@@ -54,12 +50,13 @@ class ListedOrganization:
 
 def _newest_key_prefix(org_id: Any) -> Any:
     return (
-        select(ApiKey.prefix)
-        .where(ApiKey.organization_id == org_id, ApiKey.revoked_at.is_(None))
+        org_select(ApiKey, org_id, ApiKey.prefix)
+        .where(ApiKey.revoked_at.is_(None))
         .order_by(ApiKey.created_at.desc())
         .limit(1)
         .correlate_except(ApiKey)
         .scalar_subquery()
+        .label("newest_key_prefix")
     )
 
 
@@ -78,7 +75,7 @@ async def list_user_organizations(
     stmt = with_plan_inputs(stmt, Organization.id)
     stmt = paginate_statement(stmt, params, ORGANIZATION_KEYSET)
     return [
-        ListedOrganization(row[0], plan_inputs_from_row(row[2:]), row[1])
+        ListedOrganization(row.Organization, plan_inputs_from_row(row), row.newest_key_prefix)
         for row in (await session.execute(stmt)).all()
     ]
 
@@ -93,10 +90,8 @@ async def newest_active_key_prefix(session: AsyncSession, org_id: uuid.UUID) -> 
 async def list_members(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams
 ) -> list[tuple[Membership, User]]:
-    stmt = (
-        select(Membership, User)
-        .join(User, User.id == Membership.user_id)
-        .where(Membership.organization_id == org_id)
+    stmt = org_select(Membership, org_id, Membership, User).join(
+        User, User.id == Membership.user_id
     )
     stmt = paginate_statement(stmt, params, MEMBER_KEYSET)
     return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
@@ -106,25 +101,21 @@ async def get_member(
     session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID
 ) -> tuple[Membership, User] | None:
     stmt = (
-        select(Membership, User)
+        org_select(Membership, org_id, Membership, User)
         .join(User, User.id == Membership.user_id)
-        .where(Membership.organization_id == org_id, Membership.user_id == user_id)
+        .where(Membership.user_id == user_id)
     )
     row = (await session.execute(stmt)).first()
     return (row[0], row[1]) if row else None
 
 
 async def count_members(session: AsyncSession, org_id: uuid.UUID) -> int:
-    stmt = select(func.count()).select_from(Membership).where(Membership.organization_id == org_id)
+    stmt = org_select(Membership, org_id, func.count())
     return int(await session.scalar(stmt) or 0)
 
 
 async def count_owners(session: AsyncSession, org_id: uuid.UUID) -> int:
-    stmt = (
-        select(func.count())
-        .select_from(Membership)
-        .where(Membership.organization_id == org_id, Membership.role == Role.OWNER)
-    )
+    stmt = org_select(Membership, org_id, func.count()).where(Membership.role == Role.OWNER)
     return int(await session.scalar(stmt) or 0)
 
 
@@ -145,30 +136,32 @@ async def insert_membership(session: AsyncSession, membership: Membership) -> bo
     return True
 
 
+async def delete_membership(session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    stmt = org_delete(Membership, org_id).where(Membership.user_id == user_id)
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 # API keys
 
 
 async def list_api_keys(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams
 ) -> list[ApiKey]:
-    stmt = select(ApiKey).where(ApiKey.organization_id == org_id)
+    stmt = org_select(ApiKey, org_id)
     stmt = paginate_statement(stmt, params, API_KEY_KEYSET)
     return list((await session.scalars(stmt)).all())
 
 
 async def get_api_key(session: AsyncSession, org_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
-    stmt = select(ApiKey).where(ApiKey.organization_id == org_id, ApiKey.id == key_id)
+    stmt = org_select(ApiKey, org_id).where(ApiKey.id == key_id)
     return await session.scalar(stmt)
 
 
 async def revoke_api_keys(
     session: AsyncSession, org_id: uuid.UUID, now: datetime, key_id: uuid.UUID | None = None
 ) -> int:
-    stmt = (
-        update(ApiKey)
-        .where(ApiKey.organization_id == org_id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    stmt = org_update(ApiKey, org_id).where(ApiKey.revoked_at.is_(None)).values(revoked_at=now)
     if key_id is not None:
         stmt = stmt.where(ApiKey.id == key_id)
     result = await session.execute(stmt)
@@ -178,8 +171,20 @@ async def revoke_api_keys(
 async def get_subscription(
     session: AsyncSession, org_id: uuid.UUID, stripe_subscription_id: str
 ) -> Subscription | None:
-    stmt = select(Subscription).where(
-        Subscription.organization_id == org_id,
-        Subscription.stripe_subscription_id == stripe_subscription_id,
+    stmt = org_select(Subscription, org_id).where(
+        Subscription.stripe_subscription_id == stripe_subscription_id
     )
     return await session.scalar(stmt)
+
+
+async def revoke_api_keys_named(
+    session: AsyncSession, org_id: uuid.UUID, name: str, now: datetime
+) -> int:
+    """Revoke the org's active keys called `name` (the demo's key from its last run)."""
+    stmt = (
+        org_update(ApiKey, org_id)
+        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -6,6 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from orgbill.auth.dependencies import (
+    CurrentOrgRead,
+    OrgRead,
     PrincipalDep,
     SessionDep,
     SettingsDep,
@@ -21,11 +23,9 @@ from orgbill.plans.dependencies import CatalogStoreDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["organizations"])
 
-ReadOrg = Annotated[OrgAccess, Depends(org_access(ANY_ROLE, allow_suspended=True))]
 ManageOrg = Annotated[OrgAccess, Depends(org_access(MANAGERS))]
 OwnOrg = Annotated[OrgAccess, Depends(org_access(OWNERS))]
 ReadOrgMembers = Annotated[OrgAccess, Depends(org_access(ANY_ROLE))]
-CurrentOrgRead = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE, allow_suspended=True))]
 CurrentOrgManage = Annotated[OrgAccess, Depends(current_org_access(MANAGERS))]
 Paging = Annotated[PageParams, Depends(page_params)]
 
@@ -61,7 +61,7 @@ async def regenerate_key(
 
 
 @router.get("/organizations/profile/{org_id}", response_model=schemas.OrganizationProfile)
-async def get_profile(access: ReadOrg, request: Request) -> Response:
+async def get_organization_profile(access: OrgRead, request: Request) -> Response:
     # The hottest route takes no further dependencies: each costs measurable time.
     session = await get_session(request)
     profile = await service.get_profile(session, access, request.app.state.catalog_store)
@@ -72,7 +72,7 @@ async def get_profile(access: ReadOrg, request: Request) -> Response:
 
 @router.get("/organizations/{org_id}")
 async def get_organization(
-    access: ReadOrg, session: SessionDep, store: CatalogStoreDep
+    access: OrgRead, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.OrganizationComposite:
     return await service.get_composite(session, access, store)
 

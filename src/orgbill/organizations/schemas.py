@@ -59,7 +59,9 @@ class Organization(Schema):
 
 
 class PlanSummary(Schema):
-    """The plan part of the composite read (seed 003), with the effective limits."""
+    """The organization's effective plan, with its effective limits."""
+
+    # The plan part of seed 003's composite read.
 
     code: str
     name: str
@@ -75,10 +77,15 @@ class PlanSummary(Schema):
     user_count: int | None
     limits: JsonObject
     features: list[str]
+    # The current billing period (the one `/usage` and the quota headers count in).
+    period_start: UTCDatetime
+    period_end: UTCDatetime
 
 
 class SubscriptionSummary(Schema):
-    """Seed 003's subscription part; read straight from the mirror row."""
+    """The organization's subscription, or null when it has none."""
+
+    # Seed 003's subscription part, read straight from the mirror row.
 
     id: uuid.UUID
     organization_id: uuid.UUID
@@ -167,7 +174,9 @@ class ApiKeyCreated(ApiKey):
 
 
 class RegeneratedKey(Schema):
-    """Seed 001 shape: the org's id and name with its new key."""
+    """The organization's id and name with its new API key (shown once)."""
+
+    # Seed 001's shape.
 
     id: uuid.UUID
     name: str

@@ -20,7 +20,7 @@ from orgbill.config import Settings
 from orgbill.credits import repository as credits_repository
 from orgbill.credits import service as credits
 from orgbill.entitlements import service as entitlements
-from orgbill.entitlements.repository import PlanInputs, load_plan_inputs
+from orgbill.entitlements.repository import PlanInputs
 from orgbill.entitlements.resolver import EffectivePlan, subscription_plan
 from orgbill.errors import (
     BadRequest,
@@ -43,7 +43,7 @@ from orgbill.models import (
     User,
 )
 from orgbill.organizations import repository, schemas
-from orgbill.plans.catalog import PlanDef, display_limit, limits_json
+from orgbill.plans.catalog import PlanDef
 from orgbill.plans.store import CatalogStore
 
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
@@ -73,7 +73,7 @@ def organization_schema(
         is_stripe_overdue=plan.is_stripe_overdue,
         is_active=org.status == OrganizationStatus.ACTIVE,
         plan=plan.plan.code,
-        rate_limit=display_limit(plan.limit("api_rate_limit")),
+        rate_limit=plan.limits.get_limit("api_rate_limit").to_json(),
         entitlements=list(org.entitlements or []),
         preferences=dict(org.preferences or {}),
         partner_configuration=dict(org.partner_configuration or {}),
@@ -158,10 +158,7 @@ async def describe_organization(
 
 
 def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
-    def count(name: str) -> int | None:
-        value = plan.limit(name)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
+    count = plan.limits.count
     return schemas.PlanSummary(
         code=plan.plan.code,
         name=plan.plan.name,
@@ -175,18 +172,26 @@ def plan_summary(plan: EffectivePlan) -> schemas.PlanSummary:
         file_storage=count("file_storage"),
         message_count=count("message_count"),
         user_count=count("max_members"),
-        limits=limits_json(plan.limit_values),
+        limits=plan.limits.to_json(),
         features=list(plan.features),
+        period_start=plan.period.start,
+        period_end=plan.period.end,
     )
 
 
 def subscription_summary(
-    subscription: Subscription | None, plan: PlanDef | None
+    subscription: Subscription | None, plan: EffectivePlan, subscribed: PlanDef | None
 ) -> schemas.SubscriptionSummary | None:
     if subscription is None:
         return None
     summary = schemas.SubscriptionSummary.model_validate(subscription)
-    return summary.model_copy(update={"plan": plan.code if plan else None})
+    summary = summary.model_copy(update={"plan": subscribed.code if subscribed else None})
+    if plan.source == "stripe":
+        # The subscription the plan comes from is in the period entitlements derived (a late
+        # renewal webhook has not moved the stored one on yet): one period per response.
+        summary.current_period_start = plan.period.start
+        summary.current_period_end = plan.period.end
+    return summary
 
 
 async def current_subscription(
@@ -204,8 +209,9 @@ async def get_composite(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.OrganizationComposite:
     # One set of inputs for plan and subscription, so the two parts always agree.
-    inputs = access.plan_inputs or await load_plan_inputs(session, access.organization.id)
-    plan = await entitlements.effective_plan(session, access.organization, store, utcnow(), inputs)
+    plan = await entitlements.plan_for_access(session, access, store)
+    inputs = access.plan_inputs
+    assert inputs is not None  # plan_for_access loaded them
     organization = organization_schema(
         access.organization, plan, await _key_prefix_for(session, access)
     )
@@ -217,18 +223,14 @@ async def get_composite(
     return schemas.OrganizationComposite(
         organization=organization,
         plan=plan_summary(plan),
-        subscription=subscription_summary(subscription, subscribed),
+        subscription=subscription_summary(subscription, plan, subscribed),
     )
 
 
 def profile_schema(
     org: Organization, plan: EffectivePlan, total_credits: Decimal
 ) -> schemas.OrganizationProfile:
-    def count(name: str) -> int | None:
-        value = plan.limit(name)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    extra_price = plan.limit("extra_credit_price")
+    count = plan.limits.count
     return schemas.OrganizationProfile(
         id=org.id,
         name=org.name,
@@ -240,16 +242,16 @@ def profile_schema(
         plan_name=plan.plan.name,
         plan_source=plan.source,
         sub_status=plan.subscription_status,
-        period_end=plan.period_end,
+        period_end=plan.period.end,
         max_concurrency=count("max_concurrency"),
         max_members=count("max_members"),
         max_agents=count("max_agents"),
         max_credits=count("max_credits"),
         api_rate_limit=count("api_rate_limit"),
-        can_record_calls=bool(plan.limit("can_record_calls")),
-        can_use_api=bool(plan.limit("can_use_api")),
-        extra_credit_price=extra_price if isinstance(extra_price, Decimal) else Decimal(0),
-        limits={**limits_json(plan.limit_values), "features": list(plan.features)},
+        can_record_calls=plan.limits.flag("can_record_calls"),
+        can_use_api=plan.limits.flag("can_use_api"),
+        extra_credit_price=plan.limits.money("extra_credit_price"),
+        limits={**plan.limits.to_json(), "features": list(plan.features)},
     )
 
 
@@ -265,7 +267,7 @@ async def get_profile(
         if access.plan_inputs is not None
         else await credits_repository.get_balance(session, access.organization.id)
     )
-    total_credits, _ = credits.displayed_balance(balance, plan, now)
+    total_credits, _ = credits.displayed_balance(balance, plan)
     return profile_schema(access.organization, plan, total_credits)
 
 
@@ -339,11 +341,8 @@ async def add_member(
         raise NotFound("User not found; they must register first")
     await repository.lock_organization(session, org_id)
     plan = await entitlements.plan_for_access(session, access, store)
-    max_members = plan.limit("max_members")
-    if (
-        isinstance(max_members, int)
-        and await repository.count_members(session, org_id) >= max_members
-    ):
+    max_members = plan.limits.count("max_members")
+    if max_members is not None and await repository.count_members(session, org_id) >= max_members:
         raise LimitExceeded(
             f"The {plan.plan.name} plan allows {max_members} members; upgrade to add more",
             details={"limit": "max_members", "value": max_members},
@@ -389,8 +388,7 @@ async def remove_member(session: AsyncSession, access: OrgAccess, user_id: uuid.
     membership, _ = found
     _require_owner_for(access, membership.role)
     await _last_owner_guard(session, org_id, membership)
-    await session.delete(membership)
-    await session.flush()
+    await repository.delete_membership(session, org_id, user_id)
 
 
 # API keys

@@ -1,21 +1,22 @@
-"""The plan catalog: a versioned TOML file, validated strictly before anything uses it."""
+"""The plan catalog: a versioned TOML file, validated strictly when `plans sync` loads it and
+read leniently from the database (a catalog synced by a newer version may name limits or
+fields this version does not know: they are kept and shown, never fatal)."""
 
 from __future__ import annotations
 
+import logging
 import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
+from orgbill.plans.limits import UNLIMITED, Limit, Limits
+
+logger = logging.getLogger("orgbill.plans")
 DEFAULT_PLANS_FILE = Path(__file__).with_name("catalog.toml")
 FREE_PLAN = "free"
 ENTERPRISE_PLAN = "enterprise"
-UNLIMITED = "unlimited"
-
-LimitValue = int | bool | Decimal | None  # None: unlimited
-
 # Every limit a plan must state, and its type. "count" limits may be "unlimited".
 LIMIT_TYPES: dict[str, Literal["count", "bool", "decimal", "rate"]] = {
     "max_agents": "count",
@@ -37,17 +38,6 @@ LIMIT_TYPES: dict[str, Literal["count", "bool", "decimal", "rate"]] = {
     "extra_credit_price": "decimal",
 }
 _MINOR_UNIT_EXPONENT = {"jpy": 0, "krw": 0, "bhd": 3, "kwd": 3}
-
-
-def display_limit(value: LimitValue) -> Any:
-    """A limit as JSON shows it: decimals as numbers, unlimited as null."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
-def limits_json(limits: Mapping[str, LimitValue]) -> dict[str, Any]:
-    return {name: display_limit(value) for name, value in limits.items()}
 
 
 class CatalogError(ValueError):
@@ -73,7 +63,7 @@ class PlanDef:
     rank: int
     stripe_price_id: str | None
     stripe_lookup_key: str | None
-    limits: dict[str, LimitValue]
+    limits: Limits
     features: tuple[str, ...]
 
     @property
@@ -110,7 +100,19 @@ class Catalog:
         return next((m for m in self.meters.values() if m.limit == limit), None)
 
 
-def parse_limit(plan: str, name: str, raw: Any) -> LimitValue:
+def parse_limit(plan: str, name: str, raw: Any, *, strict: bool = True) -> Limit:
+    """Strict: a bad or unknown limit is a `CatalogError`. Lenient (reading what is already
+    stored): it is kept as an unknown limit, shown as stored."""
+    try:
+        return _parse_limit(plan, name, raw)
+    except CatalogError:
+        if strict:
+            raise
+        logger.warning("unknown or invalid limit kept as stored", extra={"limit": name})
+        return Limit.unknown(raw)
+
+
+def _parse_limit(plan: str, name: str, raw: Any) -> Limit:
     kind = LIMIT_TYPES.get(name)
     where = f"plan '{plan}', limit '{name}'"
     if kind is None:
@@ -118,7 +120,7 @@ def parse_limit(plan: str, name: str, raw: Any) -> LimitValue:
     if kind == "bool":
         if not isinstance(raw, bool):
             raise CatalogError(f"{where}: must be true or false")
-        return raw
+        return Limit.flag(raw)
     if kind == "decimal":
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
             raise CatalogError(f"{where}: must be a decimal number")
@@ -128,15 +130,15 @@ def parse_limit(plan: str, name: str, raw: Any) -> LimitValue:
             raise CatalogError(f"{where}: must be a decimal number") from exc
         if not value.is_finite() or value < 0:
             raise CatalogError(f"{where}: must be a non-negative number")
-        return value
+        return Limit.money(value)
     if raw == UNLIMITED and kind == "count":
-        return None
+        return Limit.unlimited()
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < (1 if kind == "rate" else 0):
         allowed = (
             "a positive integer" if kind == "rate" else 'a non-negative integer or "unlimited"'
         )
         raise CatalogError(f"{where}: must be {allowed}")
-    return raw
+    return Limit.count(raw)
 
 
 def _text(plan: str, data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
@@ -148,7 +150,7 @@ def _text(plan: str, data: dict[str, Any], key: str, *, required: bool = True) -
     return value
 
 
-def _parse_plan(code: str, data: Any) -> PlanDef:
+def _parse_plan(code: str, data: Any, strict: bool) -> PlanDef:
     if not isinstance(data, dict):
         raise CatalogError(f"plan '{code}': must be a table")
     known = {
@@ -164,7 +166,7 @@ def _parse_plan(code: str, data: Any) -> PlanDef:
         "stripe_lookup_key",
     }
     for key in data:
-        if key not in known:
+        if key not in known and strict:
             raise CatalogError(f"plan '{code}', field '{key}': unknown field")
     amount = data.get("amount")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
@@ -184,9 +186,11 @@ def _parse_plan(code: str, data: Any) -> PlanDef:
     if not isinstance(raw_limits, dict):
         raise CatalogError(f"plan '{code}', field 'limits': must be a table")
     missing = [name for name in LIMIT_TYPES if name not in raw_limits]
-    if missing:
+    if missing and strict:
         raise CatalogError(f"plan '{code}', limit '{missing[0]}': missing")
-    limits = {name: parse_limit(code, name, raw) for name, raw in raw_limits.items()}
+    limits = Limits(
+        {name: parse_limit(code, name, raw, strict=strict) for name, raw in raw_limits.items()}
+    )
     currency = _text(code, data, "currency")
     assert currency is not None
     return PlanDef(
@@ -216,21 +220,31 @@ def _parse_meter(name: str, data: Any) -> Meter:
     return Meter(name=name, limit=data["limit"], kind=data["kind"], enforcement=data["enforcement"])
 
 
-def parse_catalog(data: dict[str, Any]) -> Catalog:
+def parse_catalog(data: dict[str, Any], *, strict: bool = True) -> Catalog:
+    """`strict=False` reads a catalog that a strict parse accepted once, possibly by a newer
+    version: unknown limits and fields are kept or skipped, so serving never fails on them."""
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CatalogError("field 'version': must be a positive integer")
     raw_plans = data.get("plans")
     if not isinstance(raw_plans, dict) or not raw_plans:
         raise CatalogError("field 'plans': must define at least one plan")
-    plans = {code: _parse_plan(code, raw) for code, raw in raw_plans.items()}
+    plans = {code: _parse_plan(code, raw, strict) for code, raw in raw_plans.items()}
     for required in (FREE_PLAN, ENTERPRISE_PLAN):
         if required not in plans:
             raise CatalogError(f"plan '{required}': missing (orgbill falls back to it)")
     raw_meters = data.get("meters", {})
     if not isinstance(raw_meters, dict):
         raise CatalogError("field 'meters': must be a table")
-    meters = {name: _parse_meter(name, raw) for name, raw in raw_meters.items()}
+    meters: dict[str, Meter] = {}
+    for name, raw in raw_meters.items():
+        try:
+            meters[name] = _parse_meter(name, raw)
+        except CatalogError:
+            if strict:
+                raise
+            # A meter on a limit this version does not know: it cannot be enforced here.
+            logger.warning("meter skipped", extra={"meter": name})
     by_ref: dict[str, str] = {}
     for plan in plans.values():
         for ref in (plan.stripe_price_id, plan.stripe_lookup_key):

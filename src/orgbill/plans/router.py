@@ -1,19 +1,13 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from orgbill.auth.dependencies import SessionDep, current_org_access, org_access
-from orgbill.auth.principal import ANY_ROLE, OrgAccess
+from orgbill.auth.dependencies import CurrentOrgRead, OrgRead, SessionDep
 from orgbill.kit.routing import TransactionalRoute
 from orgbill.plans import schemas, service
 from orgbill.plans.dependencies import CatalogStoreDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["plans"])
-
-CurrentOrgRead = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE, allow_suspended=True))]
-OrgRead = Annotated[OrgAccess, Depends(org_access(ANY_ROLE, allow_suspended=True))]
 
 
 @router.get("/plans")
@@ -22,7 +16,7 @@ async def list_plans(session: SessionDep, store: CatalogStoreDep) -> schemas.Pla
 
 
 @router.get("/plans/current")
-async def current_plan(
+async def get_current_plan(
     access: CurrentOrgRead, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.CurrentPlan:
     return await service.current_plan(session, access, store)

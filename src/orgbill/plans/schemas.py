@@ -7,8 +7,10 @@ from orgbill.kit.schemas import Schema, UTCDatetime
 
 
 class PlanOut(Schema):
-    """A catalog plan. `price` is the display price in major units (seed 001), `amount` the
-    same in minor units (seed 003)."""
+    """A catalog plan. `price` is the display price in major units, `amount` the same in
+    minor units of `currency`."""
+
+    # price as seed 001 shows it, amount as seed 003.
 
     code: str
     name: str

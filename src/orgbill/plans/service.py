@@ -5,30 +5,24 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import OrgAccess
 from orgbill.entitlements import service as entitlements
 from orgbill.kit.time import utcnow
-from orgbill.models import Plan, PlanCatalog
 from orgbill.plans import schemas
 from orgbill.plans.catalog import (
     DEFAULT_PLANS_FILE,
     Catalog,
     CatalogError,
-    LimitValue,
     PlanDef,
-    display_limit,
-    limits_json,
     parse_catalog,
 )
-from orgbill.plans.store import CATALOG_ROW_ID, CatalogStore
+from orgbill.plans.store import CatalogStore, lock_loaded_catalog, save_loaded_catalog
 from orgbill.usage import service as usage_service
 
 
@@ -56,33 +50,12 @@ def _content_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def json_limit(value: LimitValue) -> Any:
-    """A limit as stored and shown: decimals as strings in storage keep them exact."""
-    return str(value) if not isinstance(value, bool | int | None) else value
-
-
-def _plan_values(plan: PlanDef) -> dict[str, Any]:
-    return {
-        "name": plan.name,
-        "description": plan.description,
-        "amount": plan.amount,
-        "currency": plan.currency,
-        "interval": plan.interval,
-        "rank": plan.rank,
-        "stripe_price_id": plan.stripe_price_id,
-        "stripe_lookup_key": plan.stripe_lookup_key,
-        "limits": {k: json_limit(v) for k, v in plan.limits.items()},
-        "features": list(plan.features),
-        "is_active": True,
-    }
-
-
 async def sync_catalog(session: AsyncSession, document: dict[str, Any]) -> SyncResult:
-    """Idempotent: the same file twice changes nothing. Validates everything first, so a bad
-    file changes nothing at all."""
+    """Idempotent: the same file twice changes nothing. Validates everything first (strictly:
+    this is where an unknown limit is refused), so a bad file changes nothing at all."""
     catalog: Catalog = parse_catalog(document)
     content_hash = _content_hash(document)
-    loaded = await session.get(PlanCatalog, CATALOG_ROW_ID, with_for_update=True)
+    loaded = await lock_loaded_catalog(session)
     if loaded is not None and loaded.content_hash == content_hash:
         return SyncResult(version=catalog.version, changed=False)
     if loaded is not None and catalog.version <= loaded.version:
@@ -90,43 +63,15 @@ async def sync_catalog(session: AsyncSession, document: dict[str, Any]) -> SyncR
             f"field 'version': the plans file changed but its version {catalog.version} is not "
             f"above the loaded version {loaded.version}; bump it"
         )
-    now = utcnow()
-    result = SyncResult(version=catalog.version, changed=True)
-    existing = {p.code: p for p in (await session.scalars(select(Plan))).all()}
-    # Free Stripe references first so a price moving between plans never trips the unique index.
-    for plan in existing.values():
-        plan.stripe_price_id = plan.stripe_lookup_key = None
-    await session.flush()
-    for code, definition in catalog.plans.items():
-        values = _plan_values(definition)
-        row = existing.get(code)
-        if row is None:
-            session.add(Plan(id=uuid.uuid4(), code=code, created_at=now, updated_at=now, **values))
-            result.created.append(code)
-        else:
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.updated_at = now
-            result.updated.append(code)
-    for code, row in existing.items():
-        if code not in catalog.plans and row.is_active:
-            row.is_active = False
-            result.deactivated.append(code)
-    if loaded is None:
-        session.add(
-            PlanCatalog(
-                id=CATALOG_ROW_ID,
-                version=catalog.version,
-                content_hash=content_hash,
-                document=document,
-                synced_at=now,
-            )
-        )
-    else:
-        loaded.version, loaded.content_hash = catalog.version, content_hash
-        loaded.document, loaded.synced_at = document, now
-    await session.flush()
-    return result
+    before = set((loaded.document.get("plans") or {}) if loaded is not None else ())
+    await save_loaded_catalog(session, loaded, catalog.version, content_hash, document, utcnow())
+    return SyncResult(
+        version=catalog.version,
+        changed=True,
+        created=sorted(set(catalog.plans) - before),
+        updated=sorted(set(catalog.plans) & before),
+        deactivated=sorted(before - set(catalog.plans)),
+    )
 
 
 # Reads
@@ -143,7 +88,7 @@ def plan_out(plan: PlanDef) -> schemas.PlanOut:
         interval=plan.interval,
         stripe_price_id=plan.stripe_price_id,
         stripe_lookup_key=plan.stripe_lookup_key,
-        limits=limits_json(plan.limits),
+        limits=plan.limits.to_json(),
         features=list(plan.features),
     )
 
@@ -160,8 +105,8 @@ async def current_plan(
     now = utcnow()
     plan = await entitlements.plan_for_access(session, access, store, now)
     catalog = store.catalog
-    usage = await usage_service.usage_report(session, access, plan, store, now)
-    limits = limits_json(plan.limit_values)
+    usage = await usage_service.usage_report(session, access, plan, store)
+    limits = plan.limits.to_json()
     # seed 001 names the member limit max_team_members; both names are kept.
     limits["max_team_members"] = limits.get("max_members")
     limits["features"] = list(plan.features)
@@ -198,11 +143,11 @@ async def explain(
             schemas.LayerOut(layer=d.layer, applied=d.applied, reason=d.reason) for d in plan.layers
         ],
         limits={
-            name: schemas.LimitOut(value=display_limit(limit.value), source=limit.source)
+            name: schemas.LimitOut(value=limit.to_json(), source=plan.limit_sources[name])
             for name, limit in plan.limits.items()
         },
         features=list(plan.features),
         is_stripe_overdue=plan.is_stripe_overdue,
-        period_start=plan.period_start,
-        period_end=plan.period_end,
+        period_start=plan.period.start,
+        period_end=plan.period.end,
     )

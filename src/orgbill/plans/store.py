@@ -8,12 +8,14 @@ shows on the very next request here too.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.models import PlanCatalog
-from orgbill.plans.catalog import Catalog, parse_catalog
+from orgbill.plans.catalog import Catalog, CatalogError, parse_catalog
 
 logger = logging.getLogger("orgbill.plans")
 CATALOG_ROW_ID = 1
@@ -47,6 +49,37 @@ class CatalogStore:
         row = await session.get(PlanCatalog, CATALOG_ROW_ID)
         if row is None:  # removed between the two reads
             return self._fallback
-        self._catalog, self._revision = parse_catalog(row.document), row.content_hash
+        try:
+            # Lenient: `plans sync` validated it strictly, perhaps as a newer version that
+            # knows limits this one does not. Those are kept, not fatal.
+            catalog = parse_catalog(row.document, strict=False)
+        except CatalogError:
+            logger.exception("stored plan catalog unreadable; serving the previous one")
+            return self._catalog
+        self._catalog, self._revision = catalog, row.content_hash
         logger.info("plan catalog loaded", extra={"version": row.version})
         return self._catalog
+
+
+# The catalog row's writes (`orgbill plans sync`).
+
+
+async def lock_loaded_catalog(session: AsyncSession) -> PlanCatalog | None:
+    """The loaded catalog row, locked until the sync's transaction ends."""
+    return await session.get(PlanCatalog, CATALOG_ROW_ID, with_for_update=True)
+
+
+async def save_loaded_catalog(
+    session: AsyncSession,
+    loaded: PlanCatalog | None,
+    version: int,
+    content_hash: str,
+    document: dict[str, Any],
+    now: datetime,
+) -> None:
+    if loaded is None:
+        loaded = PlanCatalog(id=CATALOG_ROW_ID)
+        session.add(loaded)
+    loaded.version, loaded.content_hash = version, content_hash
+    loaded.document, loaded.synced_at = document, now
+    await session.flush()

@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, bindparam, column, exists, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
+from orgbill.kit.sql import upsert_insert
 from orgbill.models import (
     Invoice,
     Organization,
@@ -30,11 +30,6 @@ from orgbill.plans.store import CATALOG_ROW_ID
 
 STRIPE_EVENT_KEYSET = Keyset(StripeEvent.created_at, StripeEvent.id)
 INVOICE_KEYSET = Keyset(Invoice.created_at, Invoice.id)
-
-
-def _insert(session: AsyncSession, model: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 # Inbox
@@ -101,7 +96,7 @@ async def record_failed_event(
     """After a rollback: the inbox row (new or existing) stamped failed, for Stripe's retry and
     the admins' list."""
     stmt = (
-        _insert(session, StripeEvent)
+        upsert_insert(session, StripeEvent)
         .values(id=uuid.uuid4(), **{**values, "status": "failed", "error": error, "attempts": 1})
         .on_conflict_do_update(
             index_elements=[StripeEvent.stripe_event_id],
@@ -229,7 +224,7 @@ async def lock_subscription(session: AsyncSession, stripe_id: str) -> Subscripti
 
 async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> bool:
     stmt = (
-        _insert(session, Subscription)
+        upsert_insert(session, Subscription)
         .values(id=uuid.uuid4(), **values)
         .on_conflict_do_nothing(index_elements=[Subscription.stripe_subscription_id])
         .returning(Subscription.id)
@@ -259,7 +254,7 @@ async def lock_invoice(session: AsyncSession, stripe_id: str) -> Invoice | None:
 
 async def insert_invoice(session: AsyncSession, values: dict[str, Any]) -> bool:
     stmt = (
-        _insert(session, Invoice)
+        upsert_insert(session, Invoice)
         .values(id=uuid.uuid4(), **values)
         .on_conflict_do_nothing(index_elements=[Invoice.stripe_invoice_id])
         .returning(Invoice.id)

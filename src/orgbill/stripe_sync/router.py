@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from orgbill.auth.dependencies import SessionDep, SettingsDep
 from orgbill.errors import error_response
+from orgbill.kit.metrics import STRIPE_EVENTS
 from orgbill.kit.routing import TransactionalRoute
 from orgbill.plans.dependencies import CatalogStoreDep
 from orgbill.ratelimit.guard import signature_authenticated
@@ -19,7 +20,7 @@ router = APIRouter(route_class=TransactionalRoute, tags=["stripe"])
 
 @router.post("/webhooks/stripe", response_model=schemas.WebhookAck)
 @signature_authenticated
-async def stripe_webhook(
+async def receive_stripe_webhook(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -29,6 +30,7 @@ async def stripe_webhook(
     # The raw bytes, exactly as signed: never a re-serialised body.
     raw_body = await request.body()
     delivery = await webhooks.receive(session, raw_body, stripe_signature, settings, store)
+    STRIPE_EVENTS.labels(delivery.event.type, delivery.event.status).inc()
     if delivery.failed:
         # Returned, not raised: the route class then commits the `failed` stamp (the event's
         # own changes were rolled back to their savepoint) and Stripe retries on the 500.

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.admin import audit
+from orgbill.audit import repository as audit
 from orgbill.auth.principal import UserPrincipal
 from orgbill.config import Settings
 from orgbill.errors import BadRequest, NotFound, Unavailable

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Response
 from orgbill.auth.dependencies import SessionDep, current_org_access
 from orgbill.auth.principal import ANY_ROLE, MANAGERS, OrgAccess
 from orgbill.entitlements.service import plan_for_access
+from orgbill.kit.metrics import USAGE_EVENTS_ACCEPTED
 from orgbill.kit.routing import TransactionalRoute
 from orgbill.kit.time import utcnow
 from orgbill.plans.dependencies import CatalogStoreDep
@@ -25,15 +26,16 @@ async def record_usage_events(
 ) -> schemas.UsageEventsRecorded:
     now = utcnow()
     plan = await plan_for_access(session, access, store, now)
-    return await service.record_events(session, access, plan, store.catalog, body, now)
+    recorded = await service.record_events(session, access, plan, store.catalog, body, now)
+    USAGE_EVENTS_ACCEPTED.inc(recorded.accepted)
+    return recorded
 
 
 @router.get("/usage")
 async def get_usage(
     access: ReadUsage, session: SessionDep, store: CatalogStoreDep, response: Response
 ) -> schemas.Usage:
-    now = utcnow()
-    plan = await plan_for_access(session, access, store, now)
-    report = await service.usage_report(session, access, plan, store, now)
+    plan = await plan_for_access(session, access, store)
+    report = await service.usage_report(session, access, plan, store)
     response.headers.update(service.quota_headers(report))
     return report.as_schema()

@@ -47,7 +47,10 @@ class MetricUsage(Schema):
 
 
 class Usage(Schema):
-    """Seed 001 shape: one key per metric ({current, limit, percentage}) beside these."""
+    """Usage this billing period: one key per metric ({current, limit, percentage}) beside
+    these fields."""
+
+    # Seed 001's shape.
 
     model_config = ConfigDict(extra="allow")
 

@@ -19,13 +19,13 @@ from typing import Any, NoReturn
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import OrgAccess
+from orgbill.entitlements.periods import GAUGE_EPOCH, Period
 from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.errors import BadRequest, QuotaExceeded, ValidationFailed
 from orgbill.kit.time import as_utc, isoformat_z
 from orgbill.plans.catalog import Catalog, Meter
 from orgbill.plans.store import CatalogStore
 from orgbill.usage import repository, schemas
-from orgbill.usage.periods import GAUGE_EPOCH, Period, billing_period
 
 # Clients' clocks drift; more than this ahead of ours is a bug, not drift.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -54,8 +54,7 @@ class UsageReport:
 
 
 def meter_limit(plan: EffectivePlan, meter: Meter) -> int | None:
-    value = plan.limits[meter.limit].value if meter.limit in plan.limits else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return plan.limits.count(meter.limit)
 
 
 def percentage(current: int, limit: int | None) -> float | None:
@@ -122,10 +121,9 @@ async def usage_report(
     access: OrgAccess,
     plan: EffectivePlan,
     store: CatalogStore,
-    now: datetime,
 ) -> UsageReport:
     """One indexed read of the org's totals for the current period and its gauges."""
-    period = billing_period(plan, now)
+    period = plan.period
     totals = await repository.totals(session, access.organization.id, [period.start, GAUGE_EPOCH])
     return build_report(plan, store.catalog, period, totals)
 
@@ -204,7 +202,7 @@ def _validated_rows(
             )
             continue
         else:  # within the clock skew, past the current period's end: the next period's
-            period_start = billing_period(plan, occurred_at).start
+            period_start = plan.period_at(occurred_at).start
         rows.append(
             {
                 "id": uuid.uuid4(),
@@ -248,7 +246,7 @@ async def record_events(
             f"got {len(batch.events)}. Nothing was recorded."
         )
     org_id = access.organization.id
-    current = billing_period(plan, now)
+    current = plan.period
     rows = _validated_rows(org_id, batch.events, plan, catalog, current, now)
     accepted = await repository.insert_events(session, rows)
     applied: dict[tuple[str, datetime], int] = {}
@@ -297,7 +295,7 @@ async def _refuse_over_quota(
     applied_in_batch: dict[tuple[str, datetime], int],
     now: datetime,
 ) -> NoReturn:
-    period = billing_period(plan, now)
+    period = plan.period
     totals = await repository.totals(session, access.organization.id, [period.start, GAUGE_EPOCH])
     # The headers describe usage as it stays after this refused batch rolls back.
     for key, delta in applied_in_batch.items():

@@ -1,7 +1,9 @@
 """Billing periods, derived rather than stored: counters key their totals by the start of
 the period an event falls in, so a new period simply starts at zero (no reset job).
 
-Pure: no I/O, no clock.
+The one computation of "the current period": the resolver puts its answer on the
+`EffectivePlan`, and every route (profile, composite, plans, usage, quota headers, credits)
+reads it from there. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import calendar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.kit.time import as_utc
 
 # Gauges are levels, not per-period sums: they keep one total under this fixed "period".
@@ -58,19 +59,28 @@ def period_from_anchor(anchor: datetime, months: int, at: datetime) -> Period:
     return Period(start, end)
 
 
-def billing_period(plan: EffectivePlan, at: datetime) -> Period:
+@dataclass(frozen=True, slots=True)
+class PeriodBasis:
+    """What an organization's periods are counted from: the applying Stripe subscription's
+    stored period, else the applying enterprise contract's start, else the calendar month."""
+
+    stripe_period: Period | None = None
+    contract_starts_at: datetime | None = None
+
+
+def billing_period(basis: PeriodBasis, at: datetime) -> Period:
     """The period containing `at`: the Stripe subscription's own period when one applies
     (stepped by its length when `at` lies outside it, e.g. before the renewal webhook
     arrived), the enterprise contract's monthly anniversary, else the UTC calendar month."""
     at = as_utc(at)
-    if plan.source == "stripe" and plan.period_start and plan.period_end:
-        stripe_period = Period(as_utc(plan.period_start), as_utc(plan.period_end))
+    if basis.stripe_period is not None:
+        stripe_period = basis.stripe_period
         if stripe_period.contains(at):
             return stripe_period
         months = _months_between(stripe_period.start, stripe_period.end)
         # The next period starts exactly where this one ends (a short trial period too).
         anchor = stripe_period.end if at >= stripe_period.end else stripe_period.start
         return period_from_anchor(anchor, months, at)
-    if plan.source == "enterprise" and plan.contract_starts_at is not None:
-        return period_from_anchor(plan.contract_starts_at, 1, at)
+    if basis.contract_starts_at is not None:
+        return period_from_anchor(basis.contract_starts_at, 1, at)
     return period_from_anchor(_CALENDAR_ANCHOR, 1, at)

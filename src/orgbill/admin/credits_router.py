@@ -1,4 +1,4 @@
-"""Superadmin credit grants (kept apart from admin/router.py, which another change owns)."""
+"""Superadmin credit grants: an admin route over the credits service."""
 
 from __future__ import annotations
 
