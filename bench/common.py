@@ -161,7 +161,7 @@ def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = False) -> I
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine imports slowly
         while True:
             try:
                 httpx.get(base + "/", timeout=1)

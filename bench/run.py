@@ -8,6 +8,10 @@ app returning the same JSON, and a bare FastAPI app doing one primary-key SELECT
 SQLAlchemy. The same wrk client loads one app at a time, in interleaved rounds (this machine's
 speed drifts; interleaving and taking medians keeps the ratios honest). It prints median
 requests/s, p50 and p99 per app, and the ratios the issues set.
+
+`--baseline REF` (e.g. `main`) also serves orgbill as committed at REF (its `src/` exported
+to a temporary directory), in the same interleaved rounds: the change's effect on the
+profile read (e.g. issue 9's caller step: identify once per request, in a middleware).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -24,7 +29,17 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import LoadResult, bench_databases, seed_org, uvicorn_server, wrk
+from bench.common import ROOT, LoadResult, bench_databases, seed_org, uvicorn_server, wrk
+
+
+def _export_src(ref: str) -> Path:
+    """orgbill's source as committed at `ref`, in a temporary directory (nothing checked out)."""
+    target = Path(tempfile.mkdtemp(prefix="orgbill-baseline-"))
+    archive = subprocess.run(
+        ["git", "archive", ref, "src"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src"
 
 
 def _row(name: str, result: LoadResult) -> str:
@@ -49,7 +64,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="per app per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--baseline", help="also serve orgbill as committed at this git ref")
     args = parser.parse_args()
+    baseline_src = _export_src(args.baseline) if args.baseline else None
     load = {"seconds": args.seconds, "connections": args.connections}
     with bench_databases() as databases:
         for db in databases:
@@ -85,6 +102,14 @@ def main() -> None:
                     "bare JSON route": (f"{bare}/profile/{org_id}", {}),
                     "one-SELECT app": (f"{one_select}/profile/{org_id}", {}),
                 }
+                if baseline_src is not None:
+                    baseline = stack.enter_context(
+                        uvicorn_server(
+                            "orgbill.main:app",
+                            {**db.env(), "PYTHONPATH": f"{baseline_src}:{ROOT}"},
+                        )
+                    )
+                    targets[f"orgbill @{args.baseline}"] = (baseline + path, key)
                 rounds: dict[str, list[LoadResult]] = {name: [] for name in targets}
                 for _ in range(args.rounds):
                     for name, (url, headers) in targets.items():
@@ -102,7 +127,12 @@ def main() -> None:
             off = results["orgbill, limiter off"].requests_per_second
             print(f"  profile / one-SELECT     {profile / one:.2f}   (target >= 0.70)")
             print(f"  profile / bare JSON      {profile / bare_rps:.2f}   (stretch >= 0.50)")
-            print(f"  rate limiter cost        {1 - profile / off:+.1%}   (target <= 10%)")
+            print(
+                f"  limiter on / off         {profile / off:.3f}   (cost {1 - profile / off:+.1%}, goal <= 5%)"
+            )
+            if baseline_src is not None:
+                before = results[f"orgbill @{args.baseline}"].requests_per_second
+                print(f"  profile / @{args.baseline:<12} {profile / before:.3f}")
 
 
 if __name__ == "__main__":

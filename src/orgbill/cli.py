@@ -145,6 +145,12 @@ async def sync_stripe(
         await database.dispose()
 
 
+# orgbill decides the client address itself from ORGBILL_TRUSTED_PROXIES (kit/client_ip.py):
+# uvicorn must not rewrite it first from forwarded headers (by default it believes them from
+# 127.0.0.1, so any local client could pick its address, and with it a fresh rate bucket).
+UVICORN_OPTIONS = {"proxy_headers": False, "forwarded_allow_ips": "", "access_log": False}
+
+
 def run_migrations(settings: Settings) -> str:
     """Upgrade to head; says where the database was and where it is now."""
     before = migrate.current_revision(settings)
@@ -205,9 +211,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            access_log=False,  # orgbill writes its own JSON access log
             log_config=log_config(settings.log_level),
-            proxy_headers=True,
+            **UVICORN_OPTIONS,  # access log: orgbill writes its own JSON line
             # A worker importing on a busy machine can take longer than uvicorn's 5 s
             # default to answer its first health check; it is not dead, let it start.
             timeout_worker_healthcheck=30,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Secrets that ship in the repo for local use; refused outside the dev environment.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
@@ -26,6 +27,14 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     # Namespace of the shared buckets in Redis (one per deployment; tests use their own).
     rate_limit_key_prefix: str = "orgbill:ratelimit:"
+    # Requests per second per client IP (calls without valid credentials) and per user (a
+    # valid token acting for no organization); organizations get their plan's api_rate_limit.
+    public_rate_limit: float = Field(default=20, gt=0)
+    user_rate_limit: float = Field(default=20, gt=0)
+    # A bucket holds this many seconds of its rate (at least one request): the idle burst.
+    rate_limit_burst_seconds: float = Field(default=2, gt=0)
+    # Peers whose X-Forwarded-For is believed (comma-separated CIDRs); none by default.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
 
     jwt_secret: str = DEV_JWT_SECRET
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
@@ -52,6 +61,16 @@ class Settings(BaseSettings):
     access_log: bool = True
     # Health probes and scrapes (/healthz, /readyz, /metrics) fill logs with noise: off by default.
     access_log_probes: bool = False
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return [ip_network(part.strip()) for part in value.split(",") if part.strip()]
+            except ValueError as exc:
+                raise ValueError(f"ORGBILL_TRUSTED_PROXIES: {exc}") from exc
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

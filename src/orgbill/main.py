@@ -19,24 +19,33 @@ from orgbill.config import Settings, get_settings
 from orgbill.credits.router import router as credits_router
 from orgbill.db import Database
 from orgbill.errors import register_error_handlers
+from orgbill.kit.cache import Memo
 from orgbill.kit.logging import configure_logging
 from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.body_limit import BodySizeLimitMiddleware
-from orgbill.middleware.ratelimit import RateLimitMiddleware
+from orgbill.middleware.ratelimit import CallerMiddleware, CallerPaths, RouteTable
 from orgbill.middleware.request_id import RequestIdMiddleware
 from orgbill.openapi import install_openapi, operation_id
+from orgbill.operations.readiness import check_readiness
 from orgbill.operations.router import mount_operations
 from orgbill.organizations.router import router as organizations_router
 from orgbill.plans.catalog import load_catalog
 from orgbill.plans.router import router as plans_router
 from orgbill.plans.store import CatalogStore
-from orgbill.ratelimit.limiter import RateLimiter
+from orgbill.ratelimit.limiter import RateLimiter, RedisFallback, redis_client
+from orgbill.ratelimit.signin import SignInGuard
 from orgbill.stripe_sync.admin_router import router as stripe_admin_router
 from orgbill.stripe_sync.client import StripeGateway
 from orgbill.stripe_sync.router import router as stripe_webhook_router
 from orgbill.usage.router import router as usage_router
 
 API_PREFIX = "/api/v1"
+_READY_CACHE_SECONDS = 1.0
+# Never rate limited (contract), with the assets /docs and /redoc load.
+OPERATIONAL_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+)
+OPERATIONAL_PREFIXES = ("/docs/", "/redoc/")
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -57,8 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.api_key_usage.drain()
-            if rate_limiter is not None:
-                await rate_limiter.aclose()
+            if redis is not None:
+                await redis.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -76,8 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     catalog_store = CatalogStore(fallback_catalog)
     app.state.catalog_store = catalog_store
     app.state.stripe = StripeGateway.from_settings(settings)
-    rate_limiter = RateLimiter.from_settings(settings) if settings.rate_limit_enabled else None
+    redis = redis_client(settings)
+    fallback = RedisFallback(redis is not None)
+    rate_limiter = (
+        RateLimiter.build(redis, settings, fallback) if settings.rate_limit_enabled else None
+    )
     app.state.rate_limiter = rate_limiter
+    app.state.sign_in_guard = SignInGuard(redis, settings.rate_limit_key_prefix, fallback)
     register_error_handlers(app)
 
     for router in (
@@ -97,15 +111,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_operations(app)
     install_openapi(app, API_PREFIX)
 
+    # Probes may come often: the database is asked at most once a second per instance.
+    app.state.readiness = Memo(
+        lambda: check_readiness(app.state.database, app.state.schema_head), _READY_CACHE_SECONDS
+    )
+
     # Added last is outermost: request id wraps the body-size guard, which wraps the access
-    # log, which wraps the rate limit, which wraps the app.
-    if rate_limiter is not None:
-
-        def public_rate() -> int:
-            # An anonymous caller gets the free plan's rate, per client IP.
-            return catalog_store.catalog.free.limits.count("api_rate_limit") or 1
-
-        app.add_middleware(RateLimitMiddleware, limiter=rate_limiter, public_rate=public_rate)
+    # log, which wraps the caller and rate limit step, which wraps the app.
+    app.add_middleware(
+        CallerMiddleware,
+        routes=RouteTable(app.openapi),
+        settings=settings,
+        limiter=rate_limiter,
+        catalog_store=catalog_store,
+        paths=CallerPaths(
+            exempt=OPERATIONAL_PATHS,
+            exempt_prefixes=OPERATIONAL_PREFIXES,
+            stripe_webhook=f"{API_PREFIX}/webhooks/stripe",
+            admin_prefix=f"{API_PREFIX}/admin/",
+        ),
+    )
     app.add_middleware(AccessLogMiddleware, log_probes=settings.access_log_probes)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -3,8 +3,10 @@ process recovers by itself when the database returns."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from tests.fixtures.app import client_for, running_app
@@ -19,6 +21,11 @@ from tests.fixtures.factories import API, assert_error, create_org
 from tests.fixtures.tcpproxy import TcpProxy
 
 
+def seconds_pass_between_probes(app: FastAPI) -> None:
+    # /readyz reuses its answer for a second; on this clock a second passes at every look.
+    app.state.readiness.clock = itertools.count().__next__
+
+
 async def test_postgres_outage_is_503_and_recovers() -> None:
     url = make_url(postgres_url_or_skip())
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
@@ -30,6 +37,7 @@ async def test_postgres_outage_is_503_and_recovers() -> None:
         off_loop(bootstrap, make_settings(direct, database_schema=schema))
         settings = make_settings(proxied, database_schema=schema)
         async with running_app(settings) as app, client_for(app) as client:
+            seconds_pass_between_probes(app)
             org = await create_org(client)
             profile_url = f"{API}/organizations/profile/{org.id}"
             assert (await client.get(profile_url, headers=org.key_headers)).status_code == 200
@@ -54,6 +62,7 @@ async def test_sqlite_unreachable_file_is_503_and_recovers(tmp_path: Path) -> No
     missing_dir = tmp_path / "not-yet"
     settings = make_settings(f"sqlite+aiosqlite:///{missing_dir / 'orgbill.db'}")
     async with running_app(settings) as app, client_for(app) as client:
+        seconds_pass_between_probes(app)
         assert_error(await client.get("/readyz"), 503, "unavailable")
         response = await client.post(
             f"{API}/auth/register",

@@ -1,10 +1,10 @@
-"""Token-bucket arithmetic, on a fake clock."""
+"""Token-bucket arithmetic, on a fake clock: capacity = rate x burst seconds (at least 1)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from orgbill.ratelimit.buckets import LocalTokenBuckets
+from orgbill.ratelimit.buckets import Bucket, LocalTokenBuckets
 
 
 class FakeClock:
@@ -15,32 +15,47 @@ class FakeClock:
         return self.now
 
 
-def test_bucket_allows_a_one_second_burst_then_refills_at_the_rate() -> None:
+def test_bucket_allows_its_burst_then_refills_at_the_rate() -> None:
     clock = FakeClock()
     buckets = LocalTokenBuckets(clock)
-    decisions = [buckets.hit("org:a", 5) for _ in range(6)]
-    assert [d.allowed for d in decisions] == [True] * 5 + [False]
-    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    org_a = Bucket.for_rate("org:a", 5, burst_seconds=2)
+    assert org_a.capacity == 10
+    decisions = [buckets.hit(org_a) for _ in range(11)]
+    assert [d.allowed for d in decisions] == [True] * 10 + [False]
+    assert [d.remaining for d in decisions[:10]] == list(range(9, -1, -1))
     assert decisions[-1].retry_after == 1
-    assert buckets.hit("org:b", 5).allowed  # buckets are independent
+    assert buckets.hit(Bucket.for_rate("org:b", 5, 2)).allowed  # buckets are independent
 
     clock.now += 0.2  # one token back at 5/s
-    assert buckets.hit("org:a", 5).allowed
-    assert not buckets.hit("org:a", 5).allowed
+    assert buckets.hit(org_a).allowed
+    assert not buckets.hit(org_a).allowed
     clock.now += 10
-    assert buckets.hit("org:a", 5, cost=0).remaining == 5  # never above capacity; a look is free
-    assert buckets.hit("org:a", 5, cost=0).remaining == 5
+    assert buckets.hit(org_a, cost=0).remaining == 10  # never above capacity; a look is free
+    assert buckets.hit(org_a, cost=0).remaining == 10
+
+
+def test_capacity_is_at_least_one_request() -> None:
+    clock = FakeClock()
+    buckets = LocalTokenBuckets(clock)
+    slow = Bucket.for_rate("ip:x", 0.1, burst_seconds=2)
+    assert slow.capacity == 1
+    assert buckets.hit(slow).allowed
+    refused = buckets.hit(slow)
+    assert not refused.allowed and refused.retry_after == 10
+    clock.now += 10
+    assert buckets.hit(slow).allowed
 
 
 def test_headers_say_when_the_bucket_is_full_again() -> None:
     clock = FakeClock()
     buckets = LocalTokenBuckets(clock)
-    for _ in range(2):
-        decision = buckets.hit("ip:x", 2)
+    bucket = Bucket.for_rate("ip:x", 2, burst_seconds=2)
+    for _ in range(4):
+        decision = buckets.hit(bucket)
     headers = decision.headers(datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC))
     assert headers == {
         "X-RateLimit-Limit": "2",
         "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Reset": "2026-11-22T12:00:01Z",
+        "X-RateLimit-Reset": "2026-11-22T12:00:02Z",
     }
-    assert buckets.hit("ip:x", 2).retry_after == 1
+    assert buckets.hit(bucket).retry_after == 1

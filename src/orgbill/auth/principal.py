@@ -1,4 +1,6 @@
-"""Who is calling: an organization's API key, or a user (possibly an impersonating superadmin)."""
+"""Who is calling: an organization's API key, or a user (possibly an impersonating superadmin),
+and the per-request `Caller` the caller middleware resolves once for the rate limit and the
+routes alike."""
 
 from __future__ import annotations
 
@@ -61,10 +63,35 @@ class OrgAccess:
         return self.principal.key if isinstance(self.principal, ApiKeyPrincipal) else None
 
 
-ANY_ROLE = frozenset(Role)
-MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
-BILLING_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.BILLING})
-OWNERS = frozenset({Role.OWNER})
+@dataclass(frozen=True, slots=True)
+class NamedOrg:
+    """The organization a user's request names, read once (for its bucket and its guard):
+    the org, the user's membership role there (None: not a member) and its plan inputs."""
+
+    organization: Organization
+    membership_role: str | None
+    plan_inputs: PlanInputs
+
+
+@dataclass(slots=True)
+class Caller:
+    """Who a request comes from, resolved once before routing (middleware/ratelimit.py)."""
+
+    client_ip: str
+    principal: Principal | None = None
+    # Why the credentials failed (or the error reading them): raised by routes needing a caller.
+    failure: Exception | None = None
+    # A user's named org, by id (value None: no such org).
+    named_org_id: uuid.UUID | None = None
+    named_org: NamedOrg | None = None
+    # The organization the request acts for (its bucket) and its effective plan, if any.
+    acting_org: Organization | None = None
+    effective_plan: EffectivePlan | None = None
+
+    def named(self, org_id: uuid.UUID) -> NamedOrg | bool | None:
+        """The cached read of `org_id`, or False when it was not read."""
+        return self.named_org if self.named_org_id == org_id else False
+
 
 # An organization's own API key acts with admin rights: everything but deleting the org.
 API_KEY_ROLE = Role.ADMIN

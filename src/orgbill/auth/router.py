@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from orgbill.auth import schemas, service
 from orgbill.auth.dependencies import (
@@ -25,9 +25,14 @@ async def register_user(body: schemas.UserCreate, session: SessionDep) -> schema
 
 @router.post("/auth/token")
 async def create_access_token(
-    body: schemas.TokenRequest, session: SessionDep, settings: SettingsDep, response: Response
+    body: schemas.TokenRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> schemas.Token:
-    user = await service.authenticate(session, body.email, body.password)
+    guard = request.app.state.sign_in_guard
+    user = await service.authenticate(session, body.email, body.password, guard)
     access_token, ttl = issue_token(settings, user.id)
     secure = settings.cookie_secure
     response.set_cookie(

@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgbill.auth import repository, schemas
 from orgbill.auth.passwords import hash_password, verify_password
 from orgbill.auth.principal import UserPrincipal
-from orgbill.errors import Conflict, Unauthorized
+from orgbill.errors import Conflict, RateLimited, Unauthorized
 from orgbill.kit.time import utcnow
 from orgbill.models import User
+from orgbill.ratelimit.signin import SignInGuard
 
 
 def normalize_email(email: str) -> str:
@@ -40,10 +41,22 @@ async def create_user(
     return user
 
 
-async def authenticate(session: AsyncSession, email: str, password: str) -> User:
-    user = await repository.get_user_by_email(session, normalize_email(email))
+async def authenticate(
+    session: AsyncSession, email: str, password: str, guard: SignInGuard
+) -> User:
+    """Too many failures for one email lock it (from any IP) until the oldest ages out."""
+    email = normalize_email(email)
+    retry_after = await guard.retry_after(email)
+    if retry_after is not None:
+        raise RateLimited(
+            "Too many failed sign-ins for this email; try again later",
+            headers={"Retry-After": str(retry_after)},
+        )
+    user = await repository.get_user_by_email(session, email)
     if not await verify_password(password, user.password_hash if user else None) or user is None:
+        await guard.record_failure(email)
         raise Unauthorized("Invalid email or password")
+    await guard.clear(email)
     return user
 
 

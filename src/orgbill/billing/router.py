@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from orgbill.auth.dependencies import CurrentOrgRead, SessionDep, current_org_access
-from orgbill.auth.principal import BILLING_ROLES, OrgAccess
+from orgbill.auth.dependencies import SessionDep, current_org_access
+from orgbill.auth.permissions import Perm
+from orgbill.auth.principal import OrgAccess
 from orgbill.billing import schemas, service
 from orgbill.kit.pagination import Page, PageParams, page_params
 from orgbill.kit.routing import TransactionalRoute
@@ -15,15 +16,18 @@ from orgbill.stripe_sync.dependencies import StripeGatewayDep
 router = APIRouter(prefix="/billing", route_class=TransactionalRoute, tags=["billing"])
 
 # A suspended org may still read its billing and pay its way back (contract: "Who is calling").
+BillingRead = Annotated[
+    OrgAccess, Depends(current_org_access(Perm.BILLING_READ, allow_suspended=True))
+]
 BillingAction = Annotated[
-    OrgAccess, Depends(current_org_access(BILLING_ROLES, allow_suspended=True))
+    OrgAccess, Depends(current_org_access(Perm.BILLING_WRITE, allow_suspended=True))
 ]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 
 @router.get("/subscription")
 async def get_subscription(
-    access: CurrentOrgRead, session: SessionDep, store: CatalogStoreDep, response: Response
+    access: BillingRead, session: SessionDep, store: CatalogStoreDep, response: Response
 ) -> schemas.BillingSubscription:
     subscription = await service.get_subscription(session, access, store)
     response.headers.update(await service.quota_headers(session, access, store))
@@ -32,7 +36,7 @@ async def get_subscription(
 
 @router.get("/invoices")
 async def list_invoices(
-    access: CurrentOrgRead, session: SessionDep, paging: Paging
+    access: BillingRead, session: SessionDep, paging: Paging
 ) -> Page[schemas.BillingInvoice]:
     data, cursor = await service.list_invoices(session, access, paging)
     return Page(data=data, next_cursor=cursor)

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from orgbill.auth.dependencies import SessionDep, current_org_access
-from orgbill.auth.principal import ANY_ROLE, MANAGERS, OrgAccess
+from orgbill.auth.permissions import Perm
+from orgbill.auth.principal import OrgAccess
 from orgbill.credits import schemas, service
 from orgbill.entitlements.service import plan_for_access
 from orgbill.kit.pagination import PageParams, page_params
@@ -15,9 +16,9 @@ from orgbill.plans.dependencies import CatalogStoreDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["credits"])
 
-ReadCredits = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE))]
+ReadCredits = Annotated[OrgAccess, Depends(current_org_access(Perm.CREDITS_READ))]
 # Spending credits is the product's own call (its API key); among users, owners and admins.
-SpendCredits = Annotated[OrgAccess, Depends(current_org_access(MANAGERS))]
+SpendCredits = Annotated[OrgAccess, Depends(current_org_access(Perm.CREDITS_SPEND))]
 
 
 @router.get("/credits")

@@ -10,8 +10,6 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.ratelimit.guard import charge_ip_if_unattributed, needs_ip_limit
-
 _SESSION_ATTR = "orgbill_session"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -28,19 +26,24 @@ async def get_session(request: Request) -> AsyncSession:
     return session
 
 
+async def close_session(request: Request) -> None:
+    """Closes the request's session if one is still open (whoever opened it)."""
+    session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
+    if session is not None:
+        setattr(request.state, _SESSION_ATTR, None)
+        with contextlib.suppress(Exception):
+            await session.close()
+
+
 class TransactionalRoute(APIRoute):
     """Commits the request's unit of work after the endpoint succeeds and before the response
-    leaves; any exception rolls it back so nothing half-written survives. A route that acts
-    for no organization is limited per client IP (ratelimit/guard.py)."""
+    leaves; any exception rolls it back so nothing half-written survives."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        ip_limited = needs_ip_limit(self.endpoint, self.dependant)
 
         async def handle(request: Request) -> Response:
             try:
-                if ip_limited:
-                    await charge_ip_if_unattributed(request)
                 response = await handler(request)
                 session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
                 # Safe methods read through the autocommit, read-only engine: nothing to commit.
@@ -55,10 +58,6 @@ class TransactionalRoute(APIRoute):
                         await session.rollback()
                 raise
             finally:
-                session = getattr(request.state, _SESSION_ATTR, None)
-                if session is not None:
-                    setattr(request.state, _SESSION_ATTR, None)
-                    with contextlib.suppress(Exception):
-                        await session.close()
+                await close_session(request)
 
         return handle

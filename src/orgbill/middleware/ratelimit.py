@@ -1,81 +1,229 @@
-"""Rate-limit headers on every response, and the per-IP bucket for public calls.
+"""Caller and rate limit: the one step that resolves who is calling and charges its bucket,
+once per request, before the endpoint runs (contract → "Rate limits (seed 004)").
 
-Authenticated calls are limited per organization, whose rate is only known once the caller
-is identified: the org-access dependency charges that bucket (auth/dependencies.py). This
-middleware charges the client IP's bucket, at the public rate, for calls that carry no
-credentials, and writes whichever decision was made into the response headers. A call
-with credentials that never reaches an organization (e.g. /me) is reported against its
-IP's bucket without taking from it.
+- exempt operational paths and Stripe webhooks whose signature verifies: no bucket;
+- unknown routes (404/405), no or failed credentials: the client IP, at the public rate;
+- an organization (its API key, a user naming an org they belong to, an impersonation token):
+  the organization, at its effective plan's api_rate_limit;
+- any other valid user token: the user, at the user rate.
+
+The caller it resolves is the one the routes use (`auth/dependencies.py` reads it): one
+identification per request. Every response carries the charged bucket's headers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
+from starlette.requests import Request
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orgbill.auth.caller import (
+    ORG_HEADER,
+    acting_org_plan,
+    attach_caller,
+    has_credentials,
+    identify,
+    parse_org_id,
+    resolve_acting_org,
+)
+from orgbill.auth.principal import Caller, UserPrincipal
+from orgbill.config import Settings
 from orgbill.errors import error_response
-from orgbill.kit.time import utcnow
-from orgbill.ratelimit.context import attach_state
-from orgbill.ratelimit.guard import refusal_message
+from orgbill.kit.client_ip import client_address
+from orgbill.kit.routing import close_session, get_session
+from orgbill.plans.store import CatalogStore
+from orgbill.ratelimit.buckets import Bucket, RateDecision
+from orgbill.ratelimit.context import (
+    rate_limit_headers,
+    record_decision,
+    refusal_headers,
+    refusal_message,
+)
 from orgbill.ratelimit.limiter import RateLimiter
-
-# Calls carrying these are charged later: to their organization (org-access dependency) or,
-# on routes that act for no organization, to this IP (ratelimit/guard.py).
-_CREDENTIAL_HEADERS = frozenset({b"x-api-key", b"authorization", b"stripe-signature"})
-_SESSION_COOKIE = b"orgbill_session="
+from orgbill.stripe_sync import signature
 
 
-def _has_credentials(scope: Scope) -> bool:
-    for name, value in scope.get("headers", ()):
-        if name in _CREDENTIAL_HEADERS or (name == b"cookie" and _SESSION_COOKIE in value):
-            return True
-    return False
+@dataclass(frozen=True, slots=True)
+class CallerPaths:
+    exempt: frozenset[str]  # exact paths never limited
+    exempt_prefixes: tuple[str, ...]  # their assets
+    stripe_webhook: str
+    admin_prefix: str  # admin routes act for no organization, whatever their path names
 
 
-def ip_bucket(scope: Scope) -> str:
-    client = scope.get("client")
-    return f"ip:{client[0] if client else 'unknown'}"
+class RouteTable:
+    """Which documented operation a request is for, and its path parameters, matched before
+    routing. Built once from the app's OpenAPI document (the operations the app serves), so
+    it depends on no router internals; an undocumented path counts as unknown."""
+
+    def __init__(self, openapi: Callable[[], dict[str, Any]]) -> None:
+        self._openapi = openapi
+        self._routes: list[tuple[re.Pattern[str], str, frozenset[str]]] | None = None
+
+    def match(self, method: str, path: str) -> tuple[str | None, dict[str, str]]:
+        """(the route's path template, its path params); (None, {}) when unknown or a wrong
+        method."""
+        if self._routes is None:
+            self._routes = [
+                (compile_path(template)[0], template, frozenset(m.upper() for m in item))
+                for template, item in self._openapi().get("paths", {}).items()
+            ]
+        method = "GET" if method == "HEAD" else method
+        for pattern, template, methods in self._routes:
+            found = pattern.match(path)
+            if found and method in methods:
+                return template, found.groupdict()
+        return None, {}
 
 
-class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limiter: RateLimiter, public_rate: Callable[[], int]) -> None:
+class CallerMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: RouteTable,
+        settings: Settings,
+        limiter: RateLimiter | None,
+        catalog_store: CatalogStore,
+        paths: CallerPaths,
+    ) -> None:
         self.app = app
+        self.routes = routes
+        self.settings = settings
         self.limiter = limiter
-        self.public_rate = public_rate
+        self.catalog_store = catalog_store
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state = attach_state(scope, ip_bucket(scope), self.public_rate())
-        if not _has_credentials(scope):
-            state.decision = await self.limiter.hit(state.ip_key, state.public_rate)
-            if not state.decision.allowed:
-                refusal = error_response(
-                    429,
-                    "rate_limited",
-                    refusal_message(state.decision.limit),
-                    headers={
-                        **state.decision.headers(utcnow()),
-                        "Retry-After": str(state.decision.retry_after),
-                    },
-                )
-                await refusal(scope, receive, send)
-                return
+        request = Request(scope, receive)
+        peer = scope.get("client")
+        proxies = self.settings.trusted_proxies
+        forwarded_for = request.headers.getlist("x-forwarded-for") if proxies else []
+        caller = Caller(client_ip=client_address(peer[0] if peer else None, forwarded_for, proxies))
+        attach_caller(scope, caller)
+        try:
+            bucket, receive = await self._resolve(request, caller, receive)
+            if bucket is not None and self.limiter is not None:
+                decision = await self.limiter.hit(bucket)
+                record_decision(scope, decision)
+                if not decision.allowed:
+                    await self._refuse(decision)(scope, receive, send)
+                    return
+            elif self.limiter is not None:
+                # Not charged: report the client IP's bucket as it stands (a look is free).
+                record_decision(scope, await self.limiter.hit(self._ip_bucket(caller), cost=0))
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                decision = state.decision or await self.limiter.hit(
-                    state.ip_key, state.public_rate, cost=0
-                )
-                message["headers"] = [
-                    *message.get("headers", []),
-                    *(
-                        (name.lower().encode(), value.encode())
-                        for name, value in decision.headers(utcnow()).items()
-                    ),
-                ]
-            await send(message)
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        *(
+                            (name.lower().encode(), value.encode())
+                            for name, value in rate_limit_headers(scope).items()
+                        ),
+                    ]
+                await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            # The route class closes the session it used; this closes one no route took over.
+            await close_session(request)
+
+    async def _resolve(
+        self, request: Request, caller: Caller, receive: Receive
+    ) -> tuple[Bucket | None, Receive]:
+        """Which bucket this request is charged to (None: not limited), and the receive
+        channel the app reads the body from (replayed if a webhook's body was read here)."""
+        path = request.scope["path"]
+        if path in self.paths.exempt or path.startswith(self.paths.exempt_prefixes):
+            return None, receive
+        route_path, path_params = self.routes.match(request.method, path)
+        if route_path is None:
+            return self._ip_bucket(caller), receive  # unknown route or wrong method
+        if route_path == self.paths.stripe_webhook:
+            body, receive = await _read_body(receive)
+            if self._signature_verifies(request, body):
+                return None, receive
+            return self._ip_bucket(caller), receive
+        if not has_credentials(request):
+            return self._ip_bucket(caller), receive
+        session = await get_session(request)
+        try:
+            caller.principal = await identify(request, session, self.settings)
+            named = None
+            if not route_path.startswith(self.paths.admin_prefix):
+                named = parse_org_id(path_params.get("org_id") or request.headers.get(ORG_HEADER))
+            await resolve_acting_org(session, caller, named)
+            if caller.acting_org is not None and self.limiter is not None:
+                await acting_org_plan(session, caller, self.catalog_store)
+        except Exception as exc:
+            caller.failure = exc
+            caller.principal = caller.acting_org = None
+            return self._ip_bucket(caller), receive
+        return self._caller_bucket(caller), receive
+
+    def _signature_verifies(self, request: Request, body: bytes) -> bool:
+        secret = self.settings.stripe_webhook_secret
+        header = request.headers.get("stripe-signature")
+        if not secret or not header:
+            return False
+        try:
+            signature.verify(body, header, secret)
+        except signature.InvalidSignature:
+            return False
+        return True
+
+    def _ip_bucket(self, caller: Caller) -> Bucket:
+        return self._bucket(f"ip:{caller.client_ip}", self.settings.public_rate_limit)
+
+    def _caller_bucket(self, caller: Caller) -> Bucket | None:
+        if caller.acting_org is not None:
+            assert caller.effective_plan is not None or self.limiter is None
+            plan = caller.effective_plan
+            rate = plan.limits.count("api_rate_limit") if plan is not None else None
+            if rate is None:
+                return None  # unlimited
+            return self._bucket(f"org:{caller.acting_org.id}", float(rate))
+        assert isinstance(caller.principal, UserPrincipal)
+        return self._bucket(f"user:{caller.principal.user.id}", self.settings.user_rate_limit)
+
+    def _bucket(self, key: str, rate: float) -> Bucket:
+        return Bucket.for_rate(key, rate, self.settings.rate_limit_burst_seconds)
+
+    @staticmethod
+    def _refuse(decision: RateDecision) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        return error_response(
+            429, "rate_limited", refusal_message(decision), headers=refusal_headers(decision)
+        )
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """Reads the whole body (the body-size guard outside bounds it) and hands back a receive
+    that replays it, so the endpoint verifies the same bytes again."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orgbill.errors import internal_error_response
 from orgbill.kit.context import RequestContext, attach_context, request_id_var
 from orgbill.kit.ids import new_ulid
+from orgbill.ratelimit.context import rate_limit_headers
 
 logger = logging.getLogger("orgbill.errors")
 
@@ -41,6 +42,9 @@ class RequestIdMiddleware:
             logger.exception("unhandled error", extra={"requestId": request_id})
             if started:
                 raise
-            await internal_error_response()(scope, receive, send_with_id)
+            response = internal_error_response()
+            # The bucket this request was charged to, as on every other response.
+            response.headers.update(rate_limit_headers(scope))
+            await response(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)

@@ -12,7 +12,6 @@ from starlette.staticfiles import StaticFiles
 
 from orgbill.errors import error_response
 from orgbill.kit import metrics
-from orgbill.operations.readiness import check_readiness
 from orgbill.operations.schemas import Health, Ready
 
 logger = logging.getLogger("orgbill.readiness")
@@ -33,7 +32,8 @@ async def get_health() -> Health:
 @router.get("/readyz", response_model=Ready)
 async def get_readiness(request: Request) -> Response | Ready:
     """Database reachable, schema migrated to head, plan catalog loaded; else 503 with why."""
-    readiness = await check_readiness(request.app.state.database, request.app.state.schema_head)
+    # Memoised by the app (main.py): the database is asked at most once a second.
+    readiness = await request.app.state.readiness.get()
     if not readiness.ready:
         reason = readiness.reason or "Not ready"
         logger.warning("not ready", extra={"reason": reason})

@@ -15,7 +15,8 @@ from orgbill.auth.dependencies import (
     current_org_access,
     org_access,
 )
-from orgbill.auth.principal import ANY_ROLE, MANAGERS, OWNERS, OrgAccess
+from orgbill.auth.permissions import Perm
+from orgbill.auth.principal import OrgAccess
 from orgbill.kit.pagination import Page, PageParams, page_params
 from orgbill.kit.routing import TransactionalRoute, get_session
 from orgbill.organizations import schemas, service
@@ -23,10 +24,12 @@ from orgbill.plans.dependencies import CatalogStoreDep
 
 router = APIRouter(route_class=TransactionalRoute, tags=["organizations"])
 
-ManageOrg = Annotated[OrgAccess, Depends(org_access(MANAGERS))]
-OwnOrg = Annotated[OrgAccess, Depends(org_access(OWNERS))]
-ReadOrgMembers = Annotated[OrgAccess, Depends(org_access(ANY_ROLE))]
-CurrentOrgManage = Annotated[OrgAccess, Depends(current_org_access(MANAGERS))]
+ManageOrg = Annotated[OrgAccess, Depends(org_access(Perm.ORG_WRITE))]
+ManageMembers = Annotated[OrgAccess, Depends(org_access(Perm.MEMBERS_WRITE))]
+ManageKeys = Annotated[OrgAccess, Depends(org_access(Perm.API_KEYS_WRITE))]
+DeleteOrg = Annotated[OrgAccess, Depends(org_access(Perm.ORG_DELETE))]
+ReadOrgMembers = Annotated[OrgAccess, Depends(org_access(Perm.MEMBERS_READ))]
+CurrentOrgKeys = Annotated[OrgAccess, Depends(current_org_access(Perm.API_KEYS_WRITE))]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 
@@ -55,7 +58,7 @@ async def get_current_organization(
 
 @router.post("/organization/regenerate-key")
 async def regenerate_key(
-    access: CurrentOrgManage, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
+    access: CurrentOrgKeys, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
 ) -> schemas.RegeneratedKey:
     return await service.regenerate_key(session, principal, access, settings)
 
@@ -85,7 +88,7 @@ async def update_organization(
 
 
 @router.delete("/organizations/{org_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_organization(access: OwnOrg, session: SessionDep) -> Response:
+async def delete_organization(access: DeleteOrg, session: SessionDep) -> Response:
     await service.delete_organization(session, access)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -100,27 +103,27 @@ async def list_members(
 
 @router.post("/organizations/{org_id}/members", status_code=status.HTTP_201_CREATED)
 async def add_member(
-    body: schemas.MemberCreate, access: ManageOrg, session: SessionDep, store: CatalogStoreDep
+    body: schemas.MemberCreate, access: ManageMembers, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.Member:
     return await service.add_member(session, access, body, store)
 
 
 @router.patch("/organizations/{org_id}/members/{user_id}")
 async def update_member(
-    user_id: uuid.UUID, body: schemas.MemberUpdate, access: ManageOrg, session: SessionDep
+    user_id: uuid.UUID, body: schemas.MemberUpdate, access: ManageMembers, session: SessionDep
 ) -> schemas.Member:
     return await service.update_member(session, access, user_id, body)
 
 
 @router.delete("/organizations/{org_id}/members/{user_id}", status_code=204)
-async def remove_member(user_id: uuid.UUID, access: ManageOrg, session: SessionDep) -> Response:
+async def remove_member(user_id: uuid.UUID, access: ManageMembers, session: SessionDep) -> Response:
     await service.remove_member(session, access, user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/organizations/{org_id}/api-keys")
 async def list_api_keys(
-    access: ManageOrg, session: SessionDep, paging: Paging
+    access: ManageKeys, session: SessionDep, paging: Paging
 ) -> Page[schemas.ApiKey]:
     data, cursor = await service.list_api_keys(session, access, paging)
     return Page(data=data, next_cursor=cursor)
@@ -128,12 +131,12 @@ async def list_api_keys(
 
 @router.post("/organizations/{org_id}/api-keys", status_code=status.HTTP_201_CREATED)
 async def create_api_key(
-    body: schemas.ApiKeyCreate, access: ManageOrg, session: SessionDep, settings: SettingsDep
+    body: schemas.ApiKeyCreate, access: ManageKeys, session: SessionDep, settings: SettingsDep
 ) -> schemas.ApiKeyCreated:
     return await service.create_api_key(session, access, body, settings)
 
 
 @router.delete("/organizations/{org_id}/api-keys/{key_id}", status_code=204)
-async def revoke_api_key(key_id: uuid.UUID, access: ManageOrg, session: SessionDep) -> Response:
+async def revoke_api_key(key_id: uuid.UUID, access: ManageKeys, session: SessionDep) -> Response:
     await service.revoke_api_key(session, access, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

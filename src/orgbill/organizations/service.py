@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.auth.permissions import Perm, allows
 from orgbill.auth.principal import (
     ApiKeyPrincipal,
     OrgAccess,
@@ -327,7 +328,7 @@ async def list_members(
 
 def _require_owner_for(access: OrgAccess, *roles: str) -> None:
     # Only owners create, change or remove owners: an admin cannot promote past itself.
-    if Role.OWNER in roles and access.role != Role.OWNER:
+    if Role.OWNER in roles and not allows(access.role, Perm.OWNERS_WRITE):
         raise Forbidden("Only an owner can grant, change or remove the owner role")
 
 

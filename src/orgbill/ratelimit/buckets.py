@@ -1,5 +1,5 @@
-"""Token buckets (seed 004): capacity = the rate in requests per second, refilled at that
-rate, so a caller may burst one second's worth and then sustain the rate."""
+"""Token buckets (seed 004): refilled at `rate` tokens per second up to `capacity` (the
+burst a bucket allows after being idle: rate x ORGBILL_RATE_LIMIT_BURST_SECONDS, ≥ 1)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,23 @@ _SWEEP_THRESHOLD = 50_000
 
 
 @dataclass(frozen=True, slots=True)
+class Bucket:
+    """Which bucket a request is charged to, and how it fills."""
+
+    key: str
+    rate: float  # tokens per second
+    capacity: float
+
+    @classmethod
+    def for_rate(cls, key: str, rate: float, burst_seconds: float) -> Bucket:
+        return cls(key=key, rate=rate, capacity=max(1.0, rate * burst_seconds))
+
+
+@dataclass(frozen=True, slots=True)
 class RateDecision:
     allowed: bool
-    limit: int
+    bucket: Bucket
     tokens: float  # left after this request
-    rate: float
 
     @property
     def remaining(self) -> int:
@@ -29,24 +41,25 @@ class RateDecision:
 
     @property
     def seconds_until_full(self) -> float:
-        return max(0.0, (self.limit - self.tokens) / self.rate)
+        return max(0.0, (self.bucket.capacity - self.tokens) / self.bucket.rate)
 
     @property
     def retry_after(self) -> int:
         """Whole seconds until one token is back (at least 1)."""
-        return max(1, math.ceil((1 - self.tokens) / self.rate))
+        return max(1, math.ceil((1 - self.tokens) / self.bucket.rate))
 
     def headers(self, wall_now: datetime) -> dict[str, str]:
         full_at = math.ceil(wall_now.timestamp() + self.seconds_until_full)
+        rate = self.bucket.rate
         return {
-            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Limit": str(int(rate)) if rate == int(rate) else str(rate),
             "X-RateLimit-Remaining": str(self.remaining),
             "X-RateLimit-Reset": isoformat_z(datetime.fromtimestamp(full_at, UTC)),
         }
 
 
-def refill(tokens: float, elapsed: float, rate: float) -> float:
-    return min(rate, tokens + max(0.0, elapsed) * rate)
+def refill(tokens: float, elapsed: float, bucket: Bucket) -> float:
+    return min(bucket.capacity, tokens + max(0.0, elapsed) * bucket.rate)
 
 
 class LocalTokenBuckets:
@@ -54,22 +67,22 @@ class LocalTokenBuckets:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._buckets: dict[str, tuple[float, float, float]] = {}  # key -> (tokens, at, idle)
 
-    def hit(self, key: str, rate: int, cost: int = 1) -> RateDecision:
+    def hit(self, bucket: Bucket, cost: int = 1) -> RateDecision:
         """Takes `cost` tokens if there are that many (cost 0 only reports)."""
         now = self._clock()
-        tokens, at = self._buckets.get(key, (float(rate), now))
-        tokens = refill(tokens, now - at, rate)
+        tokens, at, _ = self._buckets.get(bucket.key, (bucket.capacity, now, 0.0))
+        tokens = refill(tokens, now - at, bucket)
         allowed = tokens >= cost
         if allowed:
             tokens -= cost
         if cost:
             if len(self._buckets) >= _SWEEP_THRESHOLD:
                 self._sweep(now)
-            self._buckets[key] = (tokens, now)
-        return RateDecision(allowed=allowed, limit=rate, tokens=tokens, rate=rate)
+            self._buckets[bucket.key] = (tokens, now, bucket.capacity / bucket.rate)
+        return RateDecision(allowed=allowed, bucket=bucket, tokens=tokens)
 
     def _sweep(self, now: float) -> None:
-        # A bucket is full again one second after its last hit (capacity = rate).
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 1.0}
+        # A bucket is full again `capacity / rate` seconds after its last hit.
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < v[2]}

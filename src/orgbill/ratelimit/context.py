@@ -1,28 +1,31 @@
-"""Where a request's rate-limit decision lives between whoever made it (the middleware for
-public calls, the org-access dependency for authenticated ones) and the response headers."""
+"""Where a request's rate-limit decision lives between the caller middleware that makes it
+and whatever writes the response (the app, or the outermost 500 in middleware/request_id.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from orgbill.kit.time import utcnow
 from orgbill.ratelimit.buckets import RateDecision
 
 _SCOPE_KEY = "orgbill.ratelimit"
 
 
-@dataclass(slots=True)
-class RateLimitState:
-    ip_key: str
-    public_rate: int
-    decision: RateDecision | None = None
+def record_decision(scope: dict[str, Any], decision: RateDecision) -> None:
+    scope[_SCOPE_KEY] = decision
 
 
-def attach_state(scope: dict[str, Any], ip_key: str, public_rate: int) -> RateLimitState:
-    state = RateLimitState(ip_key=ip_key, public_rate=public_rate)
-    scope[_SCOPE_KEY] = state
-    return state
+def rate_limit_headers(scope: Any) -> dict[str, str]:
+    """The headers of the bucket this request was charged to (none before it was)."""
+    decision: RateDecision | None = scope.get(_SCOPE_KEY)
+    return decision.headers(utcnow()) if decision is not None else {}
 
 
-def rate_limit_state(scope: Any) -> RateLimitState | None:
-    return scope.get(_SCOPE_KEY)
+def refusal_headers(decision: RateDecision) -> dict[str, str]:
+    return {**decision.headers(utcnow()), "Retry-After": str(decision.retry_after)}
+
+
+def refusal_message(decision: RateDecision) -> str:
+    rate = decision.bucket.rate
+    shown = int(rate) if rate == int(rate) else rate
+    return f"Rate limit of {shown} requests per second exceeded"

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from orgbill.auth.dependencies import SessionDep, current_org_access
-from orgbill.auth.principal import ANY_ROLE, MANAGERS, OrgAccess
+from orgbill.auth.permissions import Perm
+from orgbill.auth.principal import OrgAccess
 from orgbill.entitlements.service import plan_for_access
 from orgbill.kit.metrics import USAGE_EVENTS_ACCEPTED
 from orgbill.kit.routing import TransactionalRoute
@@ -15,9 +16,9 @@ from orgbill.usage import schemas, service
 
 router = APIRouter(route_class=TransactionalRoute, tags=["usage"])
 
-ReadUsage = Annotated[OrgAccess, Depends(current_org_access(ANY_ROLE))]
+ReadUsage = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_READ))]
 # Reporting usage is the product's own call (its API key); among users, owners and admins.
-ReportUsage = Annotated[OrgAccess, Depends(current_org_access(MANAGERS))]
+ReportUsage = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_WRITE))]
 
 
 @router.post("/usage/events")

@@ -1,0 +1,42 @@
+"""The client's address: the TCP peer, unless the peer is a trusted proxy; then the right-most
+X-Forwarded-For hop that is not itself a trusted proxy. Forwarded and X-Real-IP are never
+read, and nothing a client sends is believed unless a trusted proxy relayed it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+
+Network = IPv4Network | IPv6Network
+
+
+def _parse(value: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(value.strip())
+    except ValueError:
+        return None
+
+
+def _trusted(address: IPv4Address | IPv6Address, proxies: Sequence[Network]) -> bool:
+    return any(address in network for network in proxies)
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], proxies: Sequence[Network]
+) -> str:
+    """`forwarded_for`: every X-Forwarded-For header value, in the order received."""
+    if peer is None:
+        return "unknown"
+    current = _parse(peer)
+    if not proxies or current is None or not _trusted(current, proxies):
+        return peer
+    hops = [hop for value in forwarded_for for hop in value.split(",")]
+    for hop in reversed(hops):
+        address = _parse(hop)
+        if address is None:
+            # Garbage where an address should be: the last proxy we believe is the client.
+            break
+        current = address
+        if not _trusted(address, proxies):
+            break
+    return str(current)

@@ -1,0 +1,54 @@
+"""The client address behind trusted proxies (contract: right-most X-Forwarded-For hop that is
+not itself a trusted proxy) and the ORGBILL_TRUSTED_PROXIES setting."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+
+import pytest
+from pydantic import ValidationError
+
+from orgbill.config import Settings
+from orgbill.kit.client_ip import client_address
+
+PROXIES = [ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "client"),
+    [
+        ("203.0.113.5", ["198.51.100.1"], "203.0.113.5"),  # untrusted peer: header ignored
+        ("10.0.0.1", [], "10.0.0.1"),  # a trusted peer without the header is the client
+        ("10.0.0.1", ["198.51.100.1"], "198.51.100.1"),
+        ("10.0.0.1", ["1.1.1.1, 198.51.100.1, 10.0.0.2"], "198.51.100.1"),  # right-most
+        ("10.0.0.1", ["1.1.1.1", "198.51.100.1"], "198.51.100.1"),  # several headers
+        ("10.0.0.1", ["10.0.0.3, 10.0.0.2"], "10.0.0.3"),  # all trusted: the left-most
+        ("10.0.0.1", ["1.1.1.1, garbage"], "10.0.0.1"),  # unparseable: the last proxy
+        ("fd00::1", ["2001:db8::7"], "2001:db8::7"),
+    ],
+)
+def test_client_address(peer: str, forwarded_for: list[str], client: str) -> None:
+    assert client_address(peer, forwarded_for, PROXIES) == client
+
+
+def test_without_trusted_proxies_the_peer_is_the_client() -> None:
+    assert client_address("10.0.0.1", ["198.51.100.1"], []) == "10.0.0.1"
+
+
+def test_trusted_proxies_setting_is_comma_separated_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORGBILL_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1,fd00::/8")
+    assert Settings().trusted_proxies == [
+        ip_network("10.0.0.0/8"),
+        ip_network("192.168.1.1/32"),
+        ip_network("fd00::/8"),
+    ]
+    for bad in ("not-a-cidr", "10.0.0.1/8"):
+        monkeypatch.setenv("ORGBILL_TRUSTED_PROXIES", bad)
+        with pytest.raises(ValidationError, match="ORGBILL_TRUSTED_PROXIES"):
+            Settings()
+
+
+def test_rate_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORGBILL_PUBLIC_RATE_LIMIT", "0")
+    with pytest.raises(ValidationError, match="public_rate_limit"):
+        Settings()

@@ -1,0 +1,92 @@
+"""Failed sign-ins (contract): 10 within 15 minutes for one email make `POST /auth/token` for
+that email 429 `rate_limited` with Retry-After, from any IP, until the window passes; a correct
+password later still works and clears the count. Time is driven by an injected clock."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from orgbill.config import Settings
+from orgbill.ratelimit.limiter import RedisFallback
+from orgbill.ratelimit.signin import MAX_FAILURES, WINDOW_SECONDS, SignInGuard, email_key
+from tests.fixtures.app import running_app
+from tests.fixtures.databases import REDIS_ENV
+from tests.fixtures.factories import API, PASSWORD, assert_error, register_user
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Redis | None]:
+    if request.param == "in-process":
+        yield None
+        return
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"{REDIS_ENV} is not set: the shared sign-in lockout is not tested")
+    client = Redis.from_url(url)
+    yield client
+    await client.aclose()
+
+
+def from_ip(app: FastAPI, ip: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(ip, 1234))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def test_ten_failures_lock_the_email_from_any_ip_until_the_window_passes(
+    settings: Settings, store: Redis | None
+) -> None:
+    clock = FakeClock()
+    async with running_app(settings) as app:
+        app.state.sign_in_guard = SignInGuard(
+            store, f"orgbill-test-{secrets.token_hex(4)}:", RedisFallback(store is not None), clock
+        )
+        async with from_ip(app, "10.0.0.1") as first, from_ip(app, "10.0.0.2") as second:
+            user = await register_user(first, "locked")
+            other = await register_user(first, "bystander")
+
+            async def sign_in(http: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+                body = {"email": email, "password": password}
+                return await http.post(f"{API}/auth/token", json=body)
+
+            for n in range(MAX_FAILURES):
+                clock.now += 10
+                http = first if n % 2 else second  # from two IPs: counted per email
+                assert (await sign_in(http, user.email, "wrong-password")).status_code == 401
+            # Locked, even with the right password, from a third address; the email's case
+            # does not matter.
+            async with from_ip(app, "10.0.0.3") as third:
+                refused = await sign_in(third, user.email.upper(), PASSWORD)
+            assert_error(refused, 429, "rate_limited")
+            # The oldest failure was 90 s ago: it ages out of the 15-minute window in 810 s.
+            assert int(refused.headers["retry-after"]) == WINDOW_SECONDS - 90
+            # Another email is not affected.
+            assert (await sign_in(first, other.email, PASSWORD)).status_code == 200
+
+            clock.now += WINDOW_SECONDS - 90 - 1
+            assert (await sign_in(first, user.email, PASSWORD)).status_code == 429
+            clock.now += 1
+            assert (await sign_in(first, user.email, PASSWORD)).status_code == 200
+            # The success cleared the count: nine fresh failures do not lock again.
+            for _ in range(MAX_FAILURES - 1):
+                assert (await sign_in(first, user.email, "wrong-password")).status_code == 401
+            assert (await sign_in(first, user.email, PASSWORD)).status_code == 200
+
+
+def test_the_lockout_key_is_a_hash_not_the_email() -> None:
+    key = email_key("ada@example.com")
+    assert "ada" not in key and len(key) == 64
