@@ -185,6 +185,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    socket_errors: int = 0  # connect, read, write and timeouts as wrk counts them
 
 
 def _ms(text: str) -> float:
@@ -195,11 +196,22 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int) -> LoadResult:
-    """Bounded load (fixed duration) from one wrk thread on loopback."""
+def wrk(
+    url: str,
+    headers: dict[str, str],
+    *,
+    seconds: int,
+    connections: int,
+    script: Path | None = None,
+    threads: int = 1,
+) -> LoadResult:
+    """Bounded load (fixed duration) from wrk on loopback (one thread unless told);
+    `script`: a wrk Lua script (request bodies, methods)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `apt-get install -y wrk` (Debian) and rerun")
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script is not None:
+        cmd += ["-s", str(script)]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     out = subprocess.run(
@@ -211,4 +223,11 @@ def wrk(url: str, headers: dict[str, str], *, seconds: int, connections: int) ->
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     non_2xx_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return LoadResult(rps, p50, p99, int(non_2xx_match.group(1)) if non_2xx_match else 0)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return LoadResult(
+        rps,
+        p50,
+        p99,
+        int(non_2xx_match.group(1)) if non_2xx_match else 0,
+        sum(int(n) for n in socket.groups()) if socket else 0,
+    )

@@ -19,6 +19,8 @@ CURRENT_ORG_PREFIXES = (
     "/api/v1/billing/",
     "/api/v1/usage",
     "/api/v1/credits",
+    "/api/v1/check",
+    "/api/v1/reservations/",
 )
 CURRENT_ORG_EXACT = {"/api/v1/organization"}
 ORG_PARAMS = {"org_id", "id", "organization_id"}

@@ -74,7 +74,10 @@ def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Each aiosqlite connection is a thread; readers proceed in parallel under WAL.
-        kwargs.update(pool_size=16 if read_only else 5, max_overflow=16)
+        # SQLite has one writer at a time: writers queue for the one connection in order,
+        # instead of many connections polling the lock with busy_timeout's growing sleeps,
+        # which under load starves some waiters past the timeout (a 503 for no reason).
+        kwargs.update(pool_size=16 if read_only else 1, max_overflow=16 if read_only else 0)
     else:
         # Sized so a busy worker reuses connections instead of churning overflow ones.
         kwargs.update(pool_size=32 if read_only else 10, max_overflow=16, pool_recycle=1800)

@@ -18,6 +18,7 @@ from orgbill.billing.router import router as billing_router
 from orgbill.config import Settings, get_settings
 from orgbill.credits.router import router as credits_router
 from orgbill.db import Database
+from orgbill.decisions.router import router as decisions_router
 from orgbill.errors import register_error_handlers
 from orgbill.kit.cache import Memo
 from orgbill.kit.logging import configure_logging
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         usage_router,
         credits_router,
         credits_admin_router,
+        decisions_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
 

@@ -132,6 +132,9 @@ _SERVICE_ERRORS: dict[str, dict[int, tuple[str, ...]]] = {
     "getSubscription": {404: ("not_found",)},
     "startCheckout": {409: ("conflict",)},
     "getReadiness": {503: ("unavailable",)},
+    "check": {409: ("conflict",)},
+    "commitReservation": {402: ("insufficient_credits",), 409: ("conflict",)},
+    "releaseReservation": {409: ("conflict",)},
 }
 # Responses that carry the quota headers (seed 004): the success of these, and quota refusals.
 _QUOTA_OPERATIONS = frozenset({"getSubscription", "getUsage"})

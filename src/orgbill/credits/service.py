@@ -22,6 +22,8 @@ from orgbill.errors import Conflict, InsufficientCredits, LimitExceeded
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import isoformat_z
 from orgbill.models import CreditBalance, CreditEntryKind, Organization
+from orgbill.reservations import repository as reservations
+from orgbill.reservations.repository import CREDITS_METRIC
 
 
 def monthly_grant_amount(plan: EffectivePlan, balance: Decimal) -> Decimal:
@@ -48,6 +50,20 @@ def displayed_balance(
         monthly_grant_amount(plan, balance) if _grant_is_due(snapshot, plan.period) else Decimal(0)
     )
     return balance + pending, pending
+
+
+async def total_credits(
+    session: AsyncSession, access: OrgAccess, plan: EffectivePlan, now: datetime
+) -> Decimal:
+    """`total_credits` as every read shows it, from the balance prefetched with the caller's
+    identity when there is one (no extra round trip)."""
+    inputs = access.plan_inputs
+    state = (
+        inputs.credit_balance
+        if inputs is not None
+        else await repository.get_balance(session, access.organization.id)
+    )
+    return displayed_balance(state, plan)[0]
 
 
 async def ensure_monthly_grant(
@@ -98,15 +114,66 @@ async def consume(
     if entry_id is None:
         return await _replayed_consume(session, org_id, body)
     new_balance = await repository.debit_balance(session, org_id, body.amount, now)
-    if new_balance is None:
+    # Read after the debit locked the balance row (reservations take it too): credits held
+    # by reservations are spoken for, so what stays must still cover them.
+    held = await reservations.held_quantity(session, org_id, CREDITS_METRIC, now)
+    if new_balance is None or new_balance < held:
         state = await repository.get_balance(session, org_id)
-        available = state.balance if state else Decimal(0)
+        balance = state.balance if state else Decimal(0)
+        if new_balance is not None:
+            balance += body.amount  # this consume's debit is about to roll back
+        available = max(Decimal(0), balance - held)
         # Raising rolls back the entry above: a refused consume leaves no trace and its key
         # stays free for a retry.
         raise InsufficientCredits(
-            f"Not enough credits: {available} available, {body.amount} requested",
-            details={"available": str(available), "requested": str(body.amount)},
+            f"Not enough credits: {available} available"
+            + (f" ({held} held by reservations)" if held else "")
+            + f", {body.amount} requested",
+            details={
+                "available": str(available),
+                "reserved": str(held),
+                "requested": str(body.amount),
+            },
         )
+    return new_balance
+
+
+async def lock_for_hold(
+    session: AsyncSession, org_id: uuid.UUID, plan: EffectivePlan, now: datetime
+) -> Decimal:
+    """The balance with this period's monthly credits written, under the balance row's lock
+    that every credit movement takes: holds read after this are complete."""
+    await ensure_monthly_grant(session, org_id, plan, now)
+    return (await repository.lock_balance(session, org_id, now)).balance
+
+
+async def consume_reserved(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    plan: EffectivePlan,
+    amount: Decimal,
+    idempotency_key: str,
+    reason: str,
+    now: datetime,
+) -> Decimal:
+    """Spends credits a reservation held: one ledger entry, keyed so it is written once. The
+    hold kept them apart, so only the balance itself (never below zero) can refuse, e.g.
+    after credits were taken away by an admin."""
+    await ensure_monthly_grant(session, org_id, plan, now)
+    entry_id = await repository.insert_entry(
+        session,
+        org_id,
+        CreditEntryKind.CONSUME,
+        -amount,
+        now,
+        idempotency_key=idempotency_key,
+        reason=reason,
+    )
+    if entry_id is None:
+        raise Conflict(f"Credits keyed {idempotency_key!r} were already consumed")
+    new_balance = await repository.debit_balance(session, org_id, amount, now)
+    if new_balance is None:
+        raise InsufficientCredits(f"Not enough credits to commit {amount} held credits")
     return new_balance
 
 

@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 _SESSION_ATTR = "orgbill_session"
+_WRITES_ATTR = "orgbill_writes"
+_WRITES_WHEN = "orgbill_writes_when"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WritesWhen = Callable[[Request], Awaitable[bool]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def writes_when(predicate: WritesWhen) -> Callable[[F], F]:
+    """Marks an unsafe-method endpoint whose unit of work writes only when `predicate` says
+    so (from the raw request, before anything is parsed); otherwise it runs on the
+    autocommit, read-only engine like a GET (no BEGIN/COMMIT; no SQLite write lock)."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _WRITES_WHEN, predicate)
+        return endpoint
+
+    return mark
+
+
+def _writes(request: Request) -> bool:
+    decided: bool | None = getattr(request.state, _WRITES_ATTR, None)
+    return decided if decided is not None else request.method not in _SAFE_METHODS
 
 
 async def get_session(request: Request) -> AsyncSession:
@@ -21,7 +42,7 @@ async def get_session(request: Request) -> AsyncSession:
     if session is None:
         # app.state.database is the orgbill.db.Database (not imported: db sits beside kit).
         database = request.app.state.database
-        session = database.session(writes=request.method not in _SAFE_METHODS)
+        session = database.session(writes=_writes(request))
         setattr(request.state, _SESSION_ATTR, session)
     return session
 
@@ -41,13 +62,16 @@ class TransactionalRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        predicate: WritesWhen | None = getattr(self.endpoint, _WRITES_WHEN, None)
 
         async def handle(request: Request) -> Response:
             try:
+                if predicate is not None:
+                    setattr(request.state, _WRITES_ATTR, await predicate(request))
                 response = await handler(request)
                 session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
-                # Safe methods read through the autocommit, read-only engine: nothing to commit.
-                if session is not None and request.method not in _SAFE_METHODS:
+                # Reads go through the autocommit, read-only engine: nothing to commit.
+                if session is not None and _writes(request):
                     await session.commit()
                 return response
             except BaseException:

@@ -10,6 +10,7 @@ from orgbill.models.invoice import Invoice
 from orgbill.models.membership import Membership, Role
 from orgbill.models.organization import Organization, OrganizationStatus
 from orgbill.models.plan import PlanCatalog
+from orgbill.models.reservation import Reservation, ReservationState
 from orgbill.models.stripe_event import StripeEvent, StripeEventStatus
 from orgbill.models.subscription import Subscription
 from orgbill.models.usage_event import UsageEvent
@@ -29,6 +30,8 @@ __all__ = [
     "Organization",
     "OrganizationStatus",
     "PlanCatalog",
+    "Reservation",
+    "ReservationState",
     "Role",
     "StripeEvent",
     "StripeEventStatus",

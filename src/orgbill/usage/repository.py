@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Uuid, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.kit.sql import upsert_insert
 from orgbill.models import UsageEvent, UsageTotal
+from orgbill.reservations.repository import active_holds
 
 
 async def insert_events(
@@ -93,3 +96,68 @@ async def totals(
         UsageTotal.organization_id == org_id, UsageTotal.period_start.in_(list(period_starts))
     )
     return {(row[0], row[1]): row[2] for row in (await session.execute(stmt)).all()}
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A metric's total in one period and what reservations hold on it now."""
+
+    used: int
+    held: Decimal
+
+
+_ORG = bindparam("org_id", type_=Uuid())
+# The decision read: the total and the active holds in one round trip. Both subqueries see
+# one snapshot, so a commit (total up, hold gone, one transaction) is never seen half-done.
+_STANDING = select(
+    select(UsageTotal.used)
+    .where(
+        UsageTotal.organization_id == _ORG,
+        UsageTotal.metric == bindparam("metric"),
+        UsageTotal.period_start == bindparam("period_start"),
+    )
+    .scalar_subquery(),
+    active_holds(_ORG, bindparam("metric"), bindparam("now", type_=UsageTotal.updated_at.type)),
+)
+
+
+async def standing(
+    session: AsyncSession, org_id: uuid.UUID, metric: str, period_start: datetime, now: datetime
+) -> Standing:
+    params = {"org_id": org_id, "metric": metric, "period_start": period_start, "now": now}
+    row = (await session.execute(_STANDING, params)).one()
+    return Standing(used=row[0] or 0, held=row[1])
+
+
+_LOCKS: dict[str, Any] = {}
+
+
+def _lock_statement(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    stmt = _LOCKS.get(dialect)
+    if stmt is None:
+        insert = upsert_insert(session, UsageTotal.__table__)
+        # A no-op update: takes the row lock (creating the row if missing) and returns the
+        # total as it stands once the lock is ours.
+        stmt = _LOCKS[dialect] = insert.on_conflict_do_update(
+            index_elements=["organization_id", "metric", "period_start"],
+            set_={"used": insert.table.c.used},
+        ).returning(insert.table.c.used)
+    return stmt
+
+
+async def lock_total(
+    session: AsyncSession, org_id: uuid.UUID, metric: str, period_start: datetime, now: datetime
+) -> int:
+    """Locks the (org, metric, period) total row that every writer of that metric takes, and
+    returns its total. Reads of holds made after this see all holds taken before."""
+    params = {
+        "organization_id": org_id,
+        "metric": metric,
+        "period_start": period_start,
+        "used": 0,
+        "updated_at": now,
+    }
+    used = await session.scalar(_lock_statement(session), params)
+    assert used is not None
+    return int(used)

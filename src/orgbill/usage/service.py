@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,10 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgbill.auth.principal import OrgAccess
 from orgbill.entitlements.periods import GAUGE_EPOCH, Period
 from orgbill.entitlements.resolver import EffectivePlan
-from orgbill.errors import BadRequest, QuotaExceeded, ValidationFailed
+from orgbill.errors import BadRequest, Conflict, QuotaExceeded, ValidationFailed
 from orgbill.kit.time import as_utc, isoformat_z
 from orgbill.plans.catalog import Catalog, Meter
 from orgbill.plans.store import CatalogStore
+from orgbill.reservations import repository as reservations
 from orgbill.usage import repository, schemas
 
 # Clients' clocks drift; more than this ahead of ours is a bug, not drift.
@@ -51,6 +53,12 @@ class UsageReport:
             warnings=self.warnings,
             **self.metrics,
         )
+
+
+def total_period_start(meter: Meter, period: Period) -> datetime:
+    """Which total a meter's usage lands in: the period's for a counter, the fixed epoch for
+    a gauge's level."""
+    return period.start if meter.kind == "counter" else GAUGE_EPOCH
 
 
 def meter_limit(plan: EffectivePlan, meter: Meter) -> int | None:
@@ -251,10 +259,14 @@ async def record_events(
     accepted = await repository.insert_events(session, rows)
     applied: dict[tuple[str, datetime], int] = {}
     warnings: list[schemas.UsageWarning] = []
+    # Hard-limited totals raised in this period: reservations' holds count against them too.
+    raised: dict[str, tuple[Meter, int, int]] = {}
     for (metric, period_start), delta in _net_changes(accepted).items():
         meter = catalog.meters[metric]
         limit = meter_limit(plan, meter)
+        ceiling = limit if meter.enforcement == "hard" else None
         if delta < 0:
+            ceiling = None  # lowering a level never passes a limit
             total = await repository.subtract_from_total(
                 session, org_id, metric, period_start, -delta, now
             )
@@ -270,7 +282,6 @@ async def record_events(
                     ],
                 )
         else:
-            ceiling = limit if meter.enforcement == "hard" else None
             total = await repository.add_to_total(
                 session, org_id, metric, period_start, delta, now, ceiling=ceiling
             )
@@ -278,11 +289,45 @@ async def record_events(
                 await _refuse_over_quota(session, access, plan, catalog, meter, delta, applied, now)
         applied[(metric, period_start)] = delta
         in_current_period = period_start in (current.start, GAUGE_EPOCH)
+        if in_current_period and limit is not None and ceiling is not None:
+            raised[metric] = (meter, total, limit)
         if in_current_period and (warning := _warning(meter, total, limit, current)):
             warnings.append(warning)
+    if raised:
+        await _refuse_past_holds(session, access, plan, catalog, raised, applied, now)
     return schemas.UsageEventsRecorded(
         accepted=len(accepted), duplicates=len(rows) - len(accepted), warnings=warnings
     )
+
+
+async def _refuse_past_holds(
+    session: AsyncSession,
+    access: OrgAccess,
+    plan: EffectivePlan,
+    catalog: Catalog,
+    raised: dict[str, tuple[Meter, int, int]],
+    applied: dict[tuple[str, datetime], int],
+    now: datetime,
+) -> None:
+    """A hold counts as used: the batch is refused when its new totals plus the active holds
+    pass a hard limit. Read after every total row of the batch is locked (the upserts above),
+    so no reservation can slip in between this read and the commit."""
+    held = await reservations.held_by_metric(session, access.organization.id, sorted(raised), now)
+    for metric, (meter, total, limit) in raised.items():
+        reserved = held.get(metric, Decimal(0))
+        if total + reserved > limit:
+            key_period = total_period_start(meter, plan.period)
+            await _refuse_over_quota(
+                session,
+                access,
+                plan,
+                catalog,
+                meter,
+                applied[(metric, key_period)],
+                applied,
+                now,
+                reserved=reserved,
+            )
 
 
 async def _refuse_over_quota(
@@ -294,6 +339,8 @@ async def _refuse_over_quota(
     requested: int,
     applied_in_batch: dict[tuple[str, datetime], int],
     now: datetime,
+    *,
+    reserved: Decimal | None = None,
 ) -> NoReturn:
     period = plan.period
     totals = await repository.totals(session, access.organization.id, [period.start, GAUGE_EPOCH])
@@ -306,15 +353,51 @@ async def _refuse_over_quota(
     limit = meter_limit(plan, meter)
     retry_after = max(1, math.ceil((period.end - now).total_seconds()))
     resets = f"; the period resets at {isoformat_z(period.end)}" if meter.kind == "counter" else ""
+    if reserved is None:
+        reserved = await reservations.held_quantity(
+            session, access.organization.id, meter.name, now
+        )
+    held = f" ({reserved} more held by reservations)" if reserved else ""
     raise QuotaExceeded(
-        f"Quota exceeded for {meter.name}: {used}/{limit} used and this batch adds "
+        f"Quota exceeded for {meter.name}: {used}/{limit} used{held} and this batch adds "
         f"{requested}{resets}. Nothing was recorded.",
         details={
             "metric": meter.name,
             "used": used,
+            "reserved": int(reserved),
             "limit": limit,
             "requested": requested,
             "resets_at": isoformat_z(period.end),
         },
         headers={**quota_headers(report), "Retry-After": str(retry_after)},
+    )
+
+
+async def record_reserved(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    meter: Meter,
+    quantity: int,
+    period: Period,
+    idempotency_key: str,
+    now: datetime,
+) -> None:
+    """Records usage a reservation held: one event (keyed, so never twice) and the total
+    moved without a ceiling, because the hold already kept room for it. For a gauge the
+    event is a change of level."""
+    period_start = total_period_start(meter, period)
+    row = {
+        "id": uuid.uuid4(),
+        "organization_id": org_id,
+        "metric": meter.name,
+        "quantity": quantity,
+        "idempotency_key": idempotency_key,
+        "occurred_at": now,
+        "period_start": period_start,
+        "recorded_at": now,
+    }
+    if not await repository.insert_events(session, [row]):
+        raise Conflict(f"Usage keyed {idempotency_key!r} was already recorded")
+    await repository.add_to_total(
+        session, org_id, meter.name, period_start, quantity, now, ceiling=None
     )

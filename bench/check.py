@@ -1,0 +1,225 @@
+"""Decision-call benchmark: `POST /check` against the one-SELECT ceiling app.
+
+    .venv/bin/python bench/check.py [--seconds N] [--rounds N] [--connections N] [--sqlite]
+
+On PostgreSQL (and SQLite with --sqlite) it serves orgbill and the one-SELECT FastAPI app
+(bench/apps.py) on loopback, one uvicorn worker each, and loads them with the same wrk
+client in interleaved rounds:
+  * `check`            POST /check {"metric": "turns"} — a plain decision, nothing held;
+  * `reserve+commit`   POST /check {"metric": "turns", "reserve": true}, then POST
+                       /reservations/{id}/commit for the id it returned (a wrk Lua script
+                       pairs them), all on one org's one hot meter row;
+  * `one-SELECT app`   one primary-key SELECT per request through SQLAlchemy.
+It prints median requests/s, p50, p99, errors, and the ratios the issue sets: check
+>= 0.7x the ceiling with p99 <= 25 ms; reserve+commit pairs/s >= 0.3x the ceiling, 0 errors.
+The org's limit on the meter is raised so no decision is a refusal; the rate limiter is on
+(its org bucket is far above the load), as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import select, update
+
+from bench.common import (
+    BENCH_RATE_LIMIT,
+    BenchDatabase,
+    LoadResult,
+    bench_databases,
+    seed_org,
+    uvicorn_server,
+    wrk,
+)
+from orgbill.db import Database
+from orgbill.models import Membership, Organization, User
+from orgbill.organizations import service as org_service
+from orgbill.organizations.schemas import OrganizationCreate
+
+CHECK_LUA = """
+wrk.method = "POST"
+wrk.body = '{"metric": "turns"}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+# Per wrk thread (its own Lua state, its own org's key): a reserve's response queues its
+# id; the next request commits it. One org for all threads: one hot meter row.
+RESERVE_COMMIT_LUA = """
+local keys = {%s}
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("key", keys[(threads - 1) %% #keys + 1])
+end
+
+local pending = {}
+local reserve_body = '{"metric": "turns", "reserve": true, "ttl_seconds": 60}'
+
+function request()
+  local id = table.remove(pending)
+  if id then
+    return wrk.format("POST", "/api/v1/reservations/" .. id .. "/commit", {["X-Api-Key"] = key}, "")
+  end
+  return wrk.format("POST", "/api/v1/check",
+    {["X-Api-Key"] = key, ["Content-Type"] = "application/json"}, reserve_body)
+end
+
+function response(status, headers, body)
+  local id = string.match(body, '"reservation":{"id":"([%%x%%-]+)"')
+  if id then
+    table.insert(pending, id)
+  end
+end
+"""
+
+
+def reserve_commit_lua(keys: list[str]) -> str:
+    return RESERVE_COMMIT_LUA % ", ".join(f'"{key}"' for key in keys)
+
+
+async def _bench_orgs(
+    db: BenchDatabase, first: tuple[str, str], count: int
+) -> list[tuple[str, str]]:
+    """`count` orgs (the demo org `first` and more of its user's) with an API key each, a
+    meter limit no run reaches and a rate limit (an admin override) far above the load:
+    the limiter runs but never refuses."""
+    org_id, api_key = first
+    database = Database.from_settings(db.settings())
+    orgs = [(org_id, api_key)]
+    try:
+        async with database.session(writes=True) as session:
+            owner = await session.scalar(
+                select(Membership.user_id).where(Membership.organization_id == uuid.UUID(org_id))
+            )
+            user = await session.get(User, owner)
+            assert user is not None
+            for index in range(1, count):
+                org = await org_service.create_organization(
+                    session, user, OrganizationCreate(name=f"Bench {index}")
+                )
+                _, key = await org_service.create_initial_api_key(
+                    session, org, db.settings(), name="bench"
+                )
+                orgs.append((str(org.id), key))
+            await session.execute(
+                update(Organization)
+                .where(Organization.id.in_([uuid.UUID(o) for o, _ in orgs]))
+                .values(
+                    rate_limit=BENCH_RATE_LIMIT,
+                    limit_overrides={"max_turns_per_period": 10**12},
+                )
+            )
+            await session.commit()
+    finally:
+        await database.dispose()
+    return orgs
+
+
+def _row(name: str, result: LoadResult) -> str:
+    return (
+        f"  {name:<18} {result.requests_per_second:>8.0f} req/s   p50 {result.p50_ms:>7.2f} ms"
+        f"   p99 {result.p99_ms:>7.2f} ms   non-2xx {result.non_2xx}"
+        f"   socket errors {result.socket_errors}"
+    )
+
+
+def _median(results: list[LoadResult]) -> LoadResult:
+    return LoadResult(
+        requests_per_second=statistics.median(r.requests_per_second for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+    )
+
+
+def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
+    orgs = asyncio.run(_bench_orgs(db, seed_org(db), args.orgs))
+    org_id, api_key = orgs[0]
+    key = {"X-Api-Key": api_key}
+    (scripts / "reserve_commit_hot.lua").write_text(reserve_commit_lua([api_key]))
+    (scripts / "reserve_commit_spread.lua").write_text(reserve_commit_lua([k for _, k in orgs]))
+    load = {"seconds": args.seconds, "connections": args.connections}
+    with ExitStack() as stack:
+        orgbill = stack.enter_context(uvicorn_server("orgbill.main:app", db.env()))
+        probe = httpx.post(f"{orgbill}/api/v1/check", json={"metric": "turns"}, headers=key)
+        assert probe.status_code == 200 and probe.json()["allowed"], probe.text
+        one_select = stack.enter_context(
+            uvicorn_server(
+                "bench.apps:one_select",
+                {"BENCH_DATABASE_URL": db.url, "BENCH_DATABASE_SCHEMA": db.schema or ""},
+                factory=True,
+            )
+        )
+        check_url = f"{orgbill}/api/v1/check"
+        targets = {
+            "check": (check_url, key, scripts / "check.lua", 1),
+            "reserve+commit": (check_url, {}, scripts / "reserve_commit_hot.lua", 1),
+            f"... over {len(orgs)} orgs": (
+                check_url,
+                {},
+                scripts / "reserve_commit_spread.lua",
+                len(orgs),
+            ),
+            "one-SELECT app": (f"{one_select}/profile/{org_id}", {}, None, 1),
+        }
+        rounds: dict[str, list[LoadResult]] = {name: [] for name in targets}
+        for _ in range(args.rounds):
+            for name, (url, headers, script, threads) in targets.items():
+                rounds[name].append(wrk(url, headers, script=script, threads=threads, **load))
+        usage = httpx.get(f"{orgbill}/api/v1/usage", headers=key).json()
+    results = {name: _median(runs) for name, runs in rounds.items()}
+    print(
+        f"\n{db.name}: median of {args.rounds} rounds x {args.seconds}s, "
+        f"{args.connections} connections, 1 worker, interleaved"
+    )
+    for name, result in results.items():
+        print(_row(name, result))
+    ceiling = results["one-SELECT app"].requests_per_second
+    plain = results["check"]
+    hot = results["reserve+commit"].requests_per_second / 2
+    spread = results[f"... over {len(orgs)} orgs"].requests_per_second / 2
+    print(
+        f"  check / one-SELECT          {plain.requests_per_second / ceiling:.2f}   (target >= 0.70)"
+    )
+    print(f"  check p99                   {plain.p99_ms:.1f} ms (target <= 25 ms)")
+    print(
+        f"  pairs / one-SELECT, 1 org   {hot / ceiling:.2f}   ({hot:.0f} pairs/s; target >= 0.30)"
+    )
+    print(
+        f"  pairs / one-SELECT, {len(orgs)} orgs  {spread / ceiling:.2f}   ({spread:.0f} pairs/s)"
+    )
+    print(f"  turns committed, 1st org    {usage['turns']['current']}")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5, help="per target per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--orgs", type=int, default=8, help="orgs (wrk threads) for the spread run")
+    parser.add_argument("--sqlite", action="store_true", help="measure SQLite too")
+    args = parser.parse_args()
+    scripts = Path(tempfile.mkdtemp(prefix="orgbill-bench-lua-"))
+    (scripts / "check.lua").write_text(CHECK_LUA)
+    with bench_databases() as databases:
+        for db in databases:
+            if db.name == "sqlite" and not args.sqlite:
+                continue
+            bench(db, args, scripts)
+
+
+if __name__ == "__main__":
+    main()

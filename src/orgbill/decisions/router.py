@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Request
+
+from orgbill.auth.dependencies import SessionDep, current_org_access
+from orgbill.auth.permissions import Perm
+from orgbill.auth.principal import OrgAccess
+from orgbill.decisions import schemas, service
+from orgbill.entitlements.service import plan_for_access
+from orgbill.kit.routing import TransactionalRoute, writes_when
+from orgbill.kit.time import utcnow
+from orgbill.plans.dependencies import CatalogStoreDep
+
+router = APIRouter(route_class=TransactionalRoute, tags=["decisions"])
+
+# Deciding is the product's own call (its API key); among users, owners and admins. A
+# suspended org still gets its decision (allowed: false, code org_suspended), as a 200.
+Decide = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_WRITE, allow_suspended=True))]
+Settle = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_WRITE))]
+ReadReservation = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_READ))]
+
+
+async def decision_time() -> datetime:
+    """The instant a decision is taken at (tests move it to see holds expire)."""
+    return utcnow()
+
+
+Now = Annotated[datetime, Depends(decision_time)]
+
+
+async def _reserves(request: Request) -> bool:
+    """Only a reserving check writes: a plain one runs on the read-only engine (one round
+    trip per query, and on SQLite it never waits for the write lock)."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return False  # refused as malformed before anything runs
+    return isinstance(body, dict) and body.get("reserve") is True
+
+
+@router.post("/check")
+@writes_when(_reserves)
+async def check(
+    body: Annotated[schemas.CheckRequest, Body()],
+    access: Decide,
+    session: SessionDep,
+    store: CatalogStoreDep,
+    now: Now,
+) -> schemas.MetricDecision | schemas.FeatureDecision:
+    """May the organization use `quantity` more of a metric, of `credits`, or a feature —
+    and, with `reserve`, hold it until committed, released or expired. Always 200 for a
+    decision: `allowed` and `code` say what it is."""
+    plan = await plan_for_access(session, access, store, now)
+    return await service.check(session, access, plan, store.catalog, body, now)
+
+
+@router.get("/reservations/{reservation_id}")
+async def get_reservation(
+    reservation_id: uuid.UUID, access: ReadReservation, session: SessionDep, now: Now
+) -> schemas.ReservationOut:
+    return await service.get_reservation(session, access, reservation_id, now)
+
+
+@router.post("/reservations/{reservation_id}/commit")
+async def commit_reservation(
+    reservation_id: uuid.UUID,
+    access: Settle,
+    session: SessionDep,
+    store: CatalogStoreDep,
+    now: Now,
+    body: Annotated[schemas.ReservationCommit | None, Body()] = None,
+) -> schemas.ReservationOut:
+    """Records the held usage (or spends the held credits) exactly once and frees the rest.
+    Repeating it returns the same outcome; an expired or released reservation is 409."""
+    plan = await plan_for_access(session, access, store, now)
+    commit = body or schemas.ReservationCommit()
+    return await service.commit(session, access, plan, store.catalog, reservation_id, commit, now)
+
+
+@router.post("/reservations/{reservation_id}/release")
+async def release_reservation(
+    reservation_id: uuid.UUID, access: Settle, session: SessionDep, now: Now
+) -> schemas.ReservationOut:
+    """Frees the whole hold. Repeating it returns the same outcome; an expired or committed
+    reservation is 409."""
+    return await service.release(session, access, reservation_id, now)
