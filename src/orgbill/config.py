@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     plans_file: Path | None = None
 
+    # Larger request bodies are refused (413) before they are parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Signs pagination cursors; derived from the API key secret when unset.
+    cursor_secret: str | None = None
+
     log_level: str = "INFO"
     access_log: bool = True
     # Health probes and scrapes (/healthz, /readyz, /metrics) fill logs with noise: off by default.

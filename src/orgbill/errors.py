@@ -139,6 +139,12 @@ class QuotaExceeded(OrgbillError):
     message = "Quota exceeded"
 
 
+class PayloadTooLarge(OrgbillError):
+    status_code = 413
+    code = "payload_too_large"
+    message = "Request body too large"
+
+
 class Unavailable(OrgbillError):
     status_code = 503
     code = "unavailable"
@@ -152,7 +158,7 @@ _STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
-    413: "bad_request",
+    413: "payload_too_large",
     415: "bad_request",
     429: "rate_limited",
     503: "unavailable",
@@ -185,18 +191,17 @@ def _is_database_outage(exc: DBAPIError) -> bool:
 async def _handle_orgbill(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OrgbillError)
     if exc.status_code >= 500:
-        logger.error(
-            "request failed",
-            extra={"code": exc.code, "cause": _cause_text(exc), "path": request.url.path},
-        )
+        _log_server_error(request, exc.status_code, exc, code=exc.code)
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _handle_http(_: Request, exc: Exception) -> JSONResponse:
+async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
     )
+    if exc.status_code >= 500:
+        _log_server_error(request, exc.status_code, exc, code=code)
     messages = {404: "Route not found", 405: "Method not allowed"}
     message = messages.get(exc.status_code) or (
         exc.detail if isinstance(exc.detail, str) else "Request failed"
@@ -222,31 +227,51 @@ async def _handle_validation(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _cause_text(exc: OrgbillError) -> str:
-    cause = exc.__cause__
-    text = exc.message if cause is None else f"{exc.message} ({type(cause).__name__}: {cause})"
+def _cause_text(exc: BaseException) -> str:
+    if isinstance(exc, OrgbillError):
+        cause = exc.__cause__
+        text = exc.message if cause is None else f"{exc.message} ({type(cause).__name__}: {cause})"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
     return text[:500]
 
 
-def _log_unavailable(request: Request, exc: BaseException) -> None:
-    # The cause, never the statement's parameters (the engine hides them) or a stack trace.
+def _log_server_error(
+    request: Request,
+    status: int,
+    exc: BaseException,
+    *,
+    code: str,
+    message: str = "request failed",
+) -> None:
+    """Every 5xx names its cause in the log (with the request id and the traceback), never in
+    the body. Statement parameters never appear: the engine hides them."""
     logger.error(
-        "database unavailable",
-        extra={"cause": f"{type(exc).__name__}: {exc}"[:500], "path": request.url.path},
+        message,
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={
+            "requestId": current_request_id(),
+            "status": status,
+            "code": code,
+            "cause": _cause_text(exc),
+            "path": request.url.path,
+        },
     )
 
 
 async def _handle_database(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if _is_database_outage(exc):
-        _log_unavailable(request, exc.orig or exc)
+        _log_server_error(
+            request, 503, exc.orig or exc, code="unavailable", message="database unavailable"
+        )
         return error_response(503, "unavailable", "Database unavailable, retry shortly")
     raise exc
 
 
 async def _handle_os_error(request: Request, exc: Exception) -> JSONResponse:
     # asyncpg raises plain OSError/ConnectionRefusedError when the server is gone.
-    _log_unavailable(request, exc)
+    _log_server_error(request, 503, exc, code="unavailable", message="database unavailable")
     return error_response(503, "unavailable", "Database unavailable, retry shortly")
 
 

@@ -24,6 +24,7 @@ from orgbill.errors import register_error_handlers
 from orgbill.kit.cache import Memo
 from orgbill.kit.logging import configure_logging
 from orgbill.middleware.access_log import AccessLogMiddleware
+from orgbill.middleware.body_limit import BodySizeLimitMiddleware
 from orgbill.middleware.ratelimit import CallerMiddleware, CallerPaths, RouteTable
 from orgbill.middleware.request_id import RequestIdMiddleware
 from orgbill.openapi import install_openapi, operation_id
@@ -119,8 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lambda: check_readiness(app.state.database, app.state.schema_head), _READY_CACHE_SECONDS
     )
 
-    # Added last is outermost: request id wraps the access log, which wraps the caller and
-    # rate limit step, which wraps the app.
+    # Added last is outermost: request id wraps the body-size guard, which wraps the access
+    # log, which wraps the caller and rate limit step, which wraps the app.
     app.add_middleware(
         CallerMiddleware,
         routes=RouteTable(app.openapi),
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     app.add_middleware(AccessLogMiddleware, log_probes=settings.access_log_probes)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -47,7 +47,7 @@ async def list_audit_log(
     organization_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Page[schemas.AuditEntry]:
     rows = await audit.list_entries(session, paging, organization_id)
-    page, cursor = build_page(rows, paging)
+    page, cursor = build_page(rows, paging, audit.AUDIT_KEYSET)
     return Page(data=[schemas.AuditEntry.model_validate(r) for r in page], next_cursor=cursor)
 
 

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
+from orgbill.kit.types import FreeJson, Timestamp, text
 from orgbill.plans.catalog import CatalogError, parse_limit
 
-Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Label = text(min_length=1, max_length=64)
 
 
 class ImpersonateRequest(RequestSchema):
@@ -34,7 +34,7 @@ class AdminOrganizationUpdate(RequestSchema):
     entitlements: list[Label] | None = None
     registerable: bool | None = None
     # Replaces the org's limit overrides; values use the plans file syntax.
-    limit_overrides: dict[str, Any] | None = None
+    limit_overrides: FreeJson | None = None
 
     @field_validator("limit_overrides")
     @classmethod
@@ -43,17 +43,10 @@ class AdminOrganizationUpdate(RequestSchema):
 
 
 class EnterpriseContractPut(RequestSchema):
-    starts_at: datetime
-    ends_at: datetime | None = None
+    starts_at: Timestamp
+    ends_at: Timestamp | None = None
     plan_code: Label = "enterprise"
-    overrides: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("starts_at", "ends_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("timestamps need a timezone (use Z for UTC)")
-        return value
+    overrides: FreeJson = Field(default_factory=dict)
 
     @field_validator("overrides")
     @classmethod

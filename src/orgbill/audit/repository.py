@@ -9,9 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.kit.context import current_request_id
-from orgbill.kit.pagination import PageParams, paginate_statement
+from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.kit.time import utcnow
 from orgbill.models import AuditLog
+
+AUDIT_KEYSET = Keyset(AuditLog.created_at, AuditLog.id)
 
 
 async def record(
@@ -42,5 +44,5 @@ async def list_entries(
     stmt = select(AuditLog)
     if organization_id is not None:
         stmt = stmt.where(AuditLog.organization_id == organization_id)
-    stmt = paginate_statement(stmt, params, AuditLog.created_at, AuditLog.id)
+    stmt = paginate_statement(stmt, params, AUDIT_KEYSET)
     return list((await session.scalars(stmt)).all())

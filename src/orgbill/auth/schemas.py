@@ -3,23 +3,28 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import EmailStr, StringConstraints
+from pydantic import BeforeValidator, EmailStr
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
+from orgbill.kit.types import clean_text, text
 from orgbill.models import Role
 
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Password = text(min_length=8, max_length=256)
+UserName = text(min_length=1, max_length=200)
+GivenPassword = text(min_length=1, max_length=256)
+# Checked as text before the address parser sees it.
+Email = Annotated[EmailStr, BeforeValidator(lambda v: clean_text(v) if isinstance(v, str) else v)]
 
 
 class UserCreate(RequestSchema):
-    email: EmailStr
+    email: Email
     password: Password
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: UserName
 
 
 class TokenRequest(RequestSchema):
-    email: EmailStr
-    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    email: Email
+    password: GivenPassword
 
 
 class Token(Schema):

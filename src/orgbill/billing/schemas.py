@@ -3,9 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, StringConstraints
+from pydantic import Field
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
+from orgbill.kit.types import HttpUrlText, text
+
+PlanCode = Annotated[text(min_length=1, max_length=64), Field(examples=["pro"])]
 
 
 class BillingSubscription(Schema):
@@ -47,17 +50,17 @@ class BillingInvoice(Schema):
 
 
 class CheckoutRequest(RequestSchema):
-    plan: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    success_url: AnyHttpUrl
-    cancel_url: AnyHttpUrl
+    plan: PlanCode
+    success_url: HttpUrlText
+    cancel_url: HttpUrlText
 
 
 class CreditCheckoutRequest(RequestSchema):
     """Whole credits; at most the plan's max_credits (checked against the plan: 422)."""
 
     quantity: Annotated[int, Field(ge=1, le=1_000_000_000, strict=True)]
-    success_url: AnyHttpUrl
-    cancel_url: AnyHttpUrl
+    success_url: HttpUrlText
+    cancel_url: HttpUrlText
 
 
 class CheckoutSession(Schema):
@@ -66,7 +69,7 @@ class CheckoutSession(Schema):
 
 
 class PortalRequest(RequestSchema):
-    return_url: AnyHttpUrl
+    return_url: HttpUrlText
 
 
 class PortalSession(Schema):

@@ -61,7 +61,7 @@ async def list_invoices(
     session: AsyncSession, access: OrgAccess, params: PageParams
 ) -> tuple[list[schemas.BillingInvoice], str | None]:
     rows = await stripe_repository.list_invoices(session, access.organization.id, params)
-    page, cursor = build_page(rows, params)
+    page, cursor = build_page(rows, params, stripe_repository.INVOICE_KEYSET)
     return [invoice_schema(invoice) for invoice in page], cursor
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.credits.ledger import GrantState
 from orgbill.entitlements.repository import BalanceState
-from orgbill.kit.pagination import PageParams, paginate_statement
+from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.kit.sql import upsert_insert
 from orgbill.kit.tenancy import org_select, org_update
 from orgbill.models import CreditBalance, CreditEntryKind, CreditGrant, CreditLedgerEntry
@@ -40,6 +40,9 @@ def _balance_state(row: Any) -> BalanceState:
         monthly_granted_for=row.monthly_granted_for,
         next_expiry_at=row.next_expiry_at,
     )
+
+
+LEDGER_KEYSET = Keyset(CreditLedgerEntry.created_at, CreditLedgerEntry.id)
 
 
 async def get_balance(session: AsyncSession, org_id: uuid.UUID) -> BalanceState | None:
@@ -230,5 +233,5 @@ async def list_entries(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams
 ) -> list[CreditLedgerEntry]:
     stmt = org_select(CreditLedgerEntry, org_id)
-    stmt = paginate_statement(stmt, params, CreditLedgerEntry.created_at, CreditLedgerEntry.id)
+    stmt = paginate_statement(stmt, params, LEDGER_KEYSET)
     return list((await session.scalars(stmt)).all())

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import Field
 
 from orgbill.kit.schemas import DecimalNumber, RequestSchema, Schema, UTCDatetime
+from orgbill.kit.types import Timestamp, text
 from orgbill.models.types import CREDIT_SCALE
 
 # Credits are kept to 1/10,000; a single movement above a billion is a client bug.
@@ -15,34 +15,24 @@ CreditAmountIn = Annotated[
     Decimal,
     Field(gt=0, le=Decimal(1_000_000_000), decimal_places=CREDIT_SCALE, allow_inf_nan=False),
 ]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+IdempotencyKey = text(min_length=1, max_length=255)
+Reason = text(max_length=500)
+GrantReason = text(min_length=1, max_length=500)
 
 
 class CreditConsume(RequestSchema):
     amount: CreditAmountIn
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=255)]
-    reason: Annotated[str | None, Field(max_length=500)] = None
+    idempotency_key: IdempotencyKey
+    reason: Reason | None = None
 
 
 class CreditGrant(RequestSchema):
     amount: CreditAmountIn
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: GrantReason
     kind: Literal["grant", "promotional"] = "grant"
     # Null: never expires. Must lie in the future (checked against the server's clock).
-    expires_at: AwareDatetime | None = None
-
-    @field_validator("expires_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        try:
-            value = value.astimezone(UTC)
-        except OverflowError as exc:
-            raise ValueError("timestamp out of range") from exc
-        if value < _EPOCH:
-            raise ValueError("timestamp out of range")
-        return value
+    expires_at: Timestamp | None = None
 
 
 class CreditEntry(Schema):

@@ -155,7 +155,7 @@ async def overview(
     grants = await repository.live_grants(session, org_id)
     settlement = ledger.settle(org_id, state, grants, allowance(plan, now), now)
     rows = await repository.list_entries(session, org_id, params)
-    page, cursor = build_page(rows, params)
+    page, cursor = build_page(rows, params, repository.LEDGER_KEYSET)
     # Entries not yet written come first (they are the newest), on the first page only.
     pending = _pending_entries(org_id, settlement) if params.cursor is None else []
     assert settlement.live is not None

@@ -13,9 +13,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
-from orgbill.kit.pagination import PageParams, paginate_statement
+from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.kit.tenancy import org_delete, org_select, org_update
 from orgbill.models import ApiKey, Membership, Organization, Role, Subscription, User
+
+ORGANIZATION_KEYSET = Keyset(Organization.created_at, Organization.id)
+# A membership has no id of its own: within an org, user_id is unique.
+MEMBER_KEYSET = Keyset(Membership.created_at, Membership.user_id)
+API_KEY_KEYSET = Keyset(ApiKey.created_at, ApiKey.id)
 
 
 async def insert_organization(session: AsyncSession, org: Organization) -> bool:
@@ -68,7 +73,7 @@ async def list_user_organizations(
             Membership.user_id == user_id
         )
     stmt = with_plan_inputs(stmt, Organization.id)
-    stmt = paginate_statement(stmt, params, Organization.created_at, Organization.id)
+    stmt = paginate_statement(stmt, params, ORGANIZATION_KEYSET)
     return [
         ListedOrganization(row.Organization, plan_inputs_from_row(row), row.newest_key_prefix)
         for row in (await session.execute(stmt)).all()
@@ -88,7 +93,7 @@ async def list_members(
     stmt = org_select(Membership, org_id, Membership, User).join(
         User, User.id == Membership.user_id
     )
-    stmt = paginate_statement(stmt, params, Membership.created_at, Membership.user_id)
+    stmt = paginate_statement(stmt, params, MEMBER_KEYSET)
     return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
 
 
@@ -144,7 +149,7 @@ async def list_api_keys(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams
 ) -> list[ApiKey]:
     stmt = org_select(ApiKey, org_id)
-    stmt = paginate_statement(stmt, params, ApiKey.created_at, ApiKey.id)
+    stmt = paginate_statement(stmt, params, API_KEY_KEYSET)
     return list((await session.scalars(stmt)).all())
 
 

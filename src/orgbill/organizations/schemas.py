@@ -1,44 +1,35 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from orgbill.kit.schemas import DecimalNumber, RequestSchema, Schema, UTCDatetime
+from orgbill.kit.types import FreeJson, Timestamp, http_url, text
 from orgbill.models import Role
 
-Slug = Annotated[
-    str, StringConstraints(min_length=2, max_length=100, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Slug = text(min_length=2, max_length=100, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+Name = text(min_length=1, max_length=200)
 JsonObject = dict[str, Any]
-
-
-def _url_text(value: AnyHttpUrl | str | None) -> str | None:
-    return str(value) if value is not None else None
+# Column widths: what is accepted is stored and returned exactly as sent.
+WebsiteUrl = http_url(max_length=500)
+ImageUrl = http_url(max_length=1000)
+EmailLookup = text(min_length=1, max_length=320)
 
 
 class OrganizationCreate(RequestSchema):
     name: Name
     slug: Slug | None = None
-    website: AnyHttpUrl | None = None
-
-    @field_validator("website", mode="after")
-    @classmethod
-    def _max_len(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
-        if value is not None and len(str(value)) > 500:
-            raise ValueError("website must be at most 500 characters")
-        return value
+    website: WebsiteUrl | None = None
 
 
 class OrganizationUpdate(RequestSchema):
     name: Name | None = None
-    website: AnyHttpUrl | None = None
-    image_url: AnyHttpUrl | None = None
-    preferences: JsonObject | None = None
-    partner_configuration: JsonObject | None = None
+    website: WebsiteUrl | None = None
+    image_url: ImageUrl | None = None
+    preferences: FreeJson | None = None
+    partner_configuration: FreeJson | None = None
 
 
 class Organization(Schema):
@@ -148,7 +139,7 @@ class Member(Schema):
 
 class MemberCreate(RequestSchema):
     user_id: uuid.UUID | None = None
-    email: Annotated[str, StringConstraints(max_length=320)] | None = None
+    email: EmailLookup | None = None
     role: Role = Role.MEMBER
 
     @model_validator(mode="after")
@@ -164,7 +155,7 @@ class MemberUpdate(RequestSchema):
 
 class ApiKeyCreate(RequestSchema):
     name: Name
-    expires_at: datetime | None = None
+    expires_at: Timestamp | None = None
 
 
 class ApiKey(Schema):
@@ -193,7 +184,3 @@ class RegeneratedKey(Schema):
     api_key_prefix: str
     key_id: uuid.UUID
     created_at: UTCDatetime
-
-
-def website_text(value: AnyHttpUrl | None) -> str | None:
-    return _url_text(value)

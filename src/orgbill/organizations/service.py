@@ -22,7 +22,14 @@ from orgbill.credits import service as credits
 from orgbill.entitlements import service as entitlements
 from orgbill.entitlements.repository import PlanInputs
 from orgbill.entitlements.resolver import EffectivePlan, subscription_plan
-from orgbill.errors import BadRequest, Conflict, Forbidden, LimitExceeded, NotFound
+from orgbill.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    Unauthorized,
+)
 from orgbill.kit.crypto import generate_api_key
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import utcnow
@@ -96,7 +103,7 @@ async def create_organization(
             id=uuid.uuid4(),
             name=data.name,
             slug=slug,
-            website=schemas.website_text(data.website),
+            website=data.website,
             status=OrganizationStatus.ACTIVE,
             entitlements=[],
             preferences={},
@@ -122,7 +129,9 @@ async def list_organizations(
 ) -> tuple[list[schemas.Organization], str | None]:
     user_id = None if principal.user.is_superadmin else principal.user.id
     listed = await repository.list_user_organizations(session, user_id, params)
-    page, cursor = build_page([item.organization for item in listed], params)
+    page, cursor = build_page(
+        [item.organization for item in listed], params, repository.ORGANIZATION_KEYSET
+    )
     now = utcnow()
     data = []
     for item in listed[: len(page)]:
@@ -267,9 +276,9 @@ async def update_organization(
             raise BadRequest("name cannot be null")
         org.name = data.name
     if "website" in changes:
-        org.website = schemas.website_text(data.website)
+        org.website = data.website
     if "image_url" in changes:
-        org.image_url = schemas.website_text(data.image_url)
+        org.image_url = data.image_url
     if "preferences" in changes:
         org.preferences = dict(data.preferences or {})
     if "partner_configuration" in changes:
@@ -306,7 +315,7 @@ async def list_members(
     session: AsyncSession, access: OrgAccess, params: PageParams
 ) -> tuple[list[schemas.Member], str | None]:
     rows = await repository.list_members(session, access.organization.id, params)
-    page, cursor = build_page([m for m, _ in rows], params)
+    page, cursor = build_page([m for m, _ in rows], params, repository.MEMBER_KEYSET)
     users = {m.user_id: u for m, u in rows}
     return [member_schema(m, users[m.user_id]) for m in page], cursor
 
@@ -388,7 +397,7 @@ async def list_api_keys(
     session: AsyncSession, access: OrgAccess, params: PageParams
 ) -> tuple[list[schemas.ApiKey], str | None]:
     rows = await repository.list_api_keys(session, access.organization.id, params)
-    page, cursor = build_page(rows, params)
+    page, cursor = build_page(rows, params, repository.API_KEY_KEYSET)
     return [api_key_schema(k) for k in page], cursor
 
 
@@ -451,7 +460,14 @@ async def regenerate_key(
     if not isinstance(principal, ApiKeyPrincipal):
         raise Forbidden("Regenerate with the API key you want to replace")
     old = principal.key
-    await repository.revoke_api_keys(session, access.organization.id, utcnow(), key_id=old.id)
+    # Conditional on the key still being live: of concurrent regenerations with one key,
+    # exactly one revokes it (PostgreSQL re-checks the row after the first commits) and makes
+    # a successor; the others find it already revoked.
+    revoked = await repository.revoke_api_keys(
+        session, access.organization.id, utcnow(), key_id=old.id
+    )
+    if revoked != 1:
+        raise Unauthorized("This API key was revoked")
     key, plaintext = _new_key(settings, access.organization.id, old.name, None, old.expires_at)
     session.add(key)
     await session.flush()

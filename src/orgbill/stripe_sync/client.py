@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import stripe
 
 from orgbill.config import Settings
+from orgbill.errors import BadRequest, Unavailable
 from orgbill.stripe_sync.mappers import CREDITS_PURPOSE, CREDITS_QUANTITY_KEY, PURPOSE_KEY
 
 # Pinned: the shapes we read (periods on items, invoice.parent) are those of this version. The
@@ -27,8 +28,18 @@ _LIST_PAGE_SIZE = 100
 T = TypeVar("T")
 
 
-class StripeUnavailable(Exception):
-    """Stripe could not be reached or refused the call; the message is safe to show."""
+class StripeUnavailable(Unavailable):
+    """Stripe could not be reached or failed the call (503): not the caller's fault. The
+    message is safe to show; Stripe's own answer is the exception's cause, for the log."""
+
+
+class StripeRejected(BadRequest):
+    """Stripe refused a value the caller sent (400), e.g. a URL it does not accept."""
+
+
+def _stripe_reason(exc: stripe.StripeError) -> str:
+    code = f" ({exc.code})" if exc.code else ""
+    return f"{type(exc).__name__}{code}, HTTP {exc.http_status}, request {exc.request_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +71,26 @@ class StripeGateway:
             return None
         return cls(settings.stripe_api_key, api_base=settings.stripe_api_base)
 
-    async def _call(self, fn: Callable[[], T]) -> T:
+    async def _call(self, fn: Callable[[], T], caller_params: frozenset[str] = frozenset()) -> T:
+        """Runs one SDK call; the one place Stripe's failures become our errors: Stripe
+        refusing a value the caller sent (`caller_params`) is the caller's 400, anything
+        else (unreachable, 5xx, auth, a refusal of what we sent) is a 503."""
         try:
             return await asyncio.to_thread(fn)
+        except stripe.InvalidRequestError as exc:
+            if exc.param in caller_params:
+                raise StripeRejected(
+                    f"Stripe refused {exc.param}: {exc.user_message or 'invalid value'}",
+                    details={"param": exc.param},
+                ) from exc
+            raise StripeUnavailable(
+                f"Stripe refused the request ({_stripe_reason(exc)}); retry later"
+            ) from exc
         except stripe.StripeError as exc:
-            # The SDK's message may echo request details; keep only what is safe to show.
-            message = getattr(exc, "user_message", None) or type(exc).__name__
-            raise StripeUnavailable(f"Stripe request failed: {message}") from exc
+            # The SDK's message may echo request details (a key prefix): the log has them.
+            raise StripeUnavailable(
+                f"Stripe request failed ({_stripe_reason(exc)}); retry later"
+            ) from exc
 
     # Creates
 
@@ -109,9 +133,10 @@ class StripeGateway:
         }
         options: Any = {"idempotency_key": idempotency_key("checkout", request_key)}
         session = await self._call(
-            lambda: self._client.v1.checkout.sessions.create(params=params, options=options)
+            lambda: self._client.v1.checkout.sessions.create(params=params, options=options),
+            frozenset({"success_url", "cancel_url"}),
         )
-        return CheckoutSession(id=session.id, url=session.url)
+        return CheckoutSession(id=session.id, url=getattr(session, "url", None))
 
     async def create_credit_checkout_session(
         self,
@@ -154,7 +179,8 @@ class StripeGateway:
         }
         options: Any = {"idempotency_key": idempotency_key("credits-checkout", request_key)}
         session = await self._call(
-            lambda: self._client.v1.checkout.sessions.create(params=params, options=options)
+            lambda: self._client.v1.checkout.sessions.create(params=params, options=options),
+            frozenset({"success_url", "cancel_url"}),
         )
         return CheckoutSession(id=session.id, url=session.url)
 
@@ -164,9 +190,13 @@ class StripeGateway:
         params: Any = {"customer": customer_id, "return_url": return_url}
         options: Any = {"idempotency_key": idempotency_key("portal", request_key)}
         session = await self._call(
-            lambda: self._client.v1.billing_portal.sessions.create(params=params, options=options)
+            lambda: self._client.v1.billing_portal.sessions.create(params=params, options=options),
+            frozenset({"return_url"}),
         )
-        return session.url
+        url = getattr(session, "url", None)
+        if not isinstance(url, str):
+            raise StripeUnavailable("Stripe answered without a portal URL; retry later")
+        return url
 
     # Reads (reconciliation)
 

@@ -15,7 +15,7 @@ from sqlalchemy import String, bindparam, column, exists, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from orgbill.kit.pagination import PageParams, paginate_statement
+from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.kit.sql import upsert_insert
 from orgbill.models import (
     Invoice,
@@ -27,6 +27,10 @@ from orgbill.models import (
     Subscription,
 )
 from orgbill.plans.store import CATALOG_ROW_ID
+
+STRIPE_EVENT_KEYSET = Keyset(StripeEvent.created_at, StripeEvent.id)
+INVOICE_KEYSET = Keyset(Invoice.created_at, Invoice.id)
+
 
 # Inbox
 
@@ -138,7 +142,7 @@ async def list_events(
     stmt = select(StripeEvent)
     if status is not None:
         stmt = stmt.where(StripeEvent.status == status)
-    stmt = paginate_statement(stmt, params, StripeEvent.created_at, StripeEvent.id)
+    stmt = paginate_statement(stmt, params, STRIPE_EVENT_KEYSET)
     return list((await session.scalars(stmt)).all())
 
 
@@ -262,5 +266,5 @@ async def list_invoices(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams
 ) -> list[Invoice]:
     stmt = select(Invoice).where(Invoice.organization_id == org_id)
-    stmt = paginate_statement(stmt, params, Invoice.created_at, Invoice.id)
+    stmt = paginate_statement(stmt, params, INVOICE_KEYSET)
     return list((await session.scalars(stmt)).all())

@@ -1,24 +1,26 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StrictInt
+from pydantic import ConfigDict, Field
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
+from orgbill.kit.types import Int64, Timestamp, text
 
 # Bounds on one event. Anything outside is almost certainly a client bug (a byte count sent
 # as a message count, a sign error), and accepting it would blow through a quota at once.
 MAX_EVENT_QUANTITY = 1_000_000
 MAX_EVENTS_PER_BATCH = 1000
+Metric = text(min_length=1, max_length=64)
+IdempotencyKey = text(min_length=1, max_length=255)
 
 
 class UsageEventIn(RequestSchema):
-    metric: Annotated[str, Field(min_length=1, max_length=64)]
+    metric: Metric
     # Strict: 1.5, "3" and true are refused rather than coerced.
-    quantity: Annotated[StrictInt, Field(ge=-MAX_EVENT_QUANTITY, le=MAX_EVENT_QUANTITY)]
-    idempotency_key: Annotated[str | None, Field(min_length=1, max_length=255)] = None
-    timestamp: datetime | None = None
+    quantity: Annotated[Int64, Field(ge=-MAX_EVENT_QUANTITY, le=MAX_EVENT_QUANTITY)]
+    idempotency_key: IdempotencyKey | None = None
+    timestamp: Timestamp | None = None
 
 
 class UsageEventBatch(RequestSchema):

@@ -1,0 +1,142 @@
+"""The input types every request schema uses, so a hostile value is refused (422) in one place
+instead of reaching a database driver or a serialiser that fails on it (a 5xx).
+
+- `Text` / `text(...)`: no NUL bytes (PostgreSQL refuses them in text and JSONB) and no lone
+  surrogates (`json.loads` accepts `"\\udfff"`, which no UTF-8 encoder can write).
+- `FreeJson`: a free-form JSON object (`preferences`, `partner_configuration`, `metadata`):
+  at most 32 levels deep, at most 16 KiB serialised, every string `Text`, every number finite
+  and every integer within 64 bits.
+- `Timestamp`: timezone-aware, years 1970-9999 once converted to UTC (returned in UTC).
+- `Int64`: a strict integer that fits a signed 64-bit column.
+- `HttpUrlText` / `http_url(...)`: a validated http(s) URL, kept exactly as sent (no trailing slash added).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AnyHttpUrl, Field, StringConstraints, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+MAX_JSON_DEPTH = 32
+MAX_FREE_JSON_BYTES = 16 * 1024
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+MIN_YEAR = 1970
+MAX_YEAR = 9999
+MAX_URL_LENGTH = 2048
+
+
+def clean_text(value: str) -> str:
+    """Refuse what no database column or UTF-8 writer can hold; the value is kept as sent."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must not contain lone surrogate code points") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(clean_text)]
+
+
+def text(
+    *, min_length: int | None = None, max_length: int | None = None, pattern: str | None = None
+) -> Any:
+    """`Text` with length (and optionally pattern) constraints."""
+    return Annotated[
+        str,
+        StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern),
+        AfterValidator(clean_text),
+    ]
+
+
+def _check_json_value(value: Any) -> None:
+    """Walks without recursion, so depth is checked before anything deep is serialised."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise ValueError("JSON object keys must be strings")
+                    clean_text(key)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            clean_text(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not INT64_MIN <= item <= INT64_MAX:
+                raise ValueError("JSON integers must fit in 64 bits")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError("JSON numbers must be finite")
+        else:
+            raise ValueError(f"unsupported JSON value of type {type(item).__name__}")
+
+
+def check_free_json(value: dict[str, Any]) -> dict[str, Any]:
+    _check_json_value(value)
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_FREE_JSON_BYTES:
+        raise ValueError(f"JSON object is {size} bytes; at most {MAX_FREE_JSON_BYTES} are kept")
+    return value
+
+
+FreeJson = Annotated[dict[str, Any], AfterValidator(check_free_json)]
+
+
+def check_timestamp(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamps need a timezone (use Z for UTC)")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp must fall within years {MIN_YEAR}-{MAX_YEAR} UTC") from None
+    if not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise ValueError(f"timestamp must fall within years {MIN_YEAR}-{MAX_YEAR} UTC")
+    return utc
+
+
+Timestamp = Annotated[datetime, AfterValidator(check_timestamp)]
+
+Int64 = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX)]
+
+_http_url = TypeAdapter(AnyHttpUrl)
+
+
+def check_http_url(value: str) -> str:
+    # The URL parser silently drops tabs and newlines and fixes up other oddities; what is
+    # stored must be what was sent, so such characters are refused rather than repaired.
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("URL must not contain whitespace or control characters")
+    try:
+        _http_url.validate_python(value)
+    except PydanticValidationError as exc:
+        reason = exc.errors()[0].get("msg", "invalid URL") if exc.errors() else "invalid URL"
+        raise ValueError(f"not a valid http(s) URL: {reason}") from None
+    return value
+
+
+def http_url(max_length: int = MAX_URL_LENGTH) -> Any:
+    """A validated http(s) URL of at most `max_length` characters, kept as sent."""
+    return Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=max_length),
+        AfterValidator(clean_text),
+        AfterValidator(check_http_url),
+        Field(json_schema_extra={"format": "uri"}),
+    ]
+
+
+HttpUrlText = http_url()
