@@ -51,7 +51,10 @@ def _run_schemathesis(
         "--checks",
         CHECKS,
         "--phases",
-        "examples,coverage,fuzzing,stateful",
+        # No coverage phase: on CPython 3.11.7 its source-introspecting filters hit the
+        # interpreter's "AST constructor recursion depth mismatch" SystemError (a CPython
+        # bug, not a finding), which fails the run nondeterministically.
+        "examples,fuzzing,stateful",
         "--max-examples",
         str(EXAMPLES_PER_OPERATION),
         "--seed",
