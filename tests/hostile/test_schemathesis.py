@@ -31,7 +31,7 @@ from tests.fixtures.stripe_errors import (
 pytestmark = pytest.mark.fuzz
 
 SEED = 20261201
-EXAMPLES_PER_OPERATION = int(os.environ.get("ORGBILL_FUZZ_EXAMPLES", "36"))
+EXAMPLES_PER_OPERATION = int(os.environ.get("ORGBILL_FUZZ_EXAMPLES", "80"))
 MIN_CASES = 5000
 CHECKS = "not_a_server_error,response_schema_conformance"
 # Regenerating would revoke the very key the run authenticates with; its race and effects
