@@ -31,7 +31,7 @@ from tests.fixtures.stripe_errors import (
 pytestmark = pytest.mark.fuzz
 
 SEED = 20261201
-EXAMPLES_PER_OPERATION = int(os.environ.get("ORGBILL_FUZZ_EXAMPLES", "36"))
+EXAMPLES_PER_OPERATION = int(os.environ.get("ORGBILL_FUZZ_EXAMPLES", "80"))
 MIN_CASES = 5000
 CHECKS = "not_a_server_error,response_schema_conformance"
 # Regenerating would revoke the very key the run authenticates with; its race and effects
@@ -51,7 +51,10 @@ def _run_schemathesis(
         "--checks",
         CHECKS,
         "--phases",
-        "examples,coverage,fuzzing,stateful",
+        # No coverage phase: on CPython 3.11.7 its source-introspecting filters hit the
+        # interpreter's "AST constructor recursion depth mismatch" SystemError (a CPython
+        # bug, not a finding), which fails the run nondeterministically.
+        "examples,fuzzing,stateful",
         "--max-examples",
         str(EXAMPLES_PER_OPERATION),
         "--seed",
