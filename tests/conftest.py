@@ -13,6 +13,7 @@ from pytest_asyncio import is_async_test
 from orgbill.config import Settings
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.databases import migrated_settings
+from tests.fixtures.stripe import FakeStripe, fake_stripe
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -45,6 +46,26 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(app) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def stripe_api() -> Iterator[FakeStripe]:
+    """A fake Stripe on loopback for one module; a test may set its `delay` or `failures`."""
+    with fake_stripe() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+async def stripe_app(settings: Settings, stripe_api: FakeStripe) -> AsyncIterator[FastAPI]:
+    """The app talking to the module's fake Stripe."""
+    async with running_app(settings.model_copy(update={"stripe_api_base": stripe_api.url})) as app:
+        yield app
+
+
+@pytest.fixture
+async def stripe_client(stripe_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(stripe_app) as http:
         yield http
 
 

@@ -3,15 +3,12 @@ answers with the official fixtures; reads and their auth."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from orgbill.config import Settings
 from orgbill.stripe_sync.client import STRIPE_API_VERSION
-from tests.fixtures.app import client_for, running_app
 from tests.fixtures.factories import (
     API,
     add_member,
@@ -20,36 +17,18 @@ from tests.fixtures.factories import (
     create_superadmin_user,
     register_user,
 )
-from tests.fixtures.stripe import PRO_PRICE, FakeStripe, fake_stripe
+from tests.fixtures.stripe import PRO_PRICE, FakeStripe
 from tests.stripe_sync.helpers import customer_of
 
 URLS = {"success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/no"}
 
 
-@pytest.fixture(scope="module")
-def stripe_api() -> Iterator[FakeStripe]:
-    with fake_stripe() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-async def billing_app(settings: Settings, stripe_api: FakeStripe) -> AsyncIterator[FastAPI]:
-    async with running_app(settings.model_copy(update={"stripe_api_base": stripe_api.url})) as app:
-        yield app
-
-
-@pytest.fixture
-async def billing(billing_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(billing_app) as http:
-        yield http
-
-
 async def test_checkout_creates_the_customer_once_and_a_session_for_the_plans_price(
-    billing: httpx.AsyncClient, billing_app: FastAPI, stripe_api: FakeStripe
+    stripe_client: httpx.AsyncClient, stripe_app: FastAPI, stripe_api: FakeStripe
 ) -> None:
-    org = await create_org(billing)
+    org = await create_org(stripe_client)
     customers_before = len(stripe_api.calls("/v1/customers"))
-    response = await billing.post(
+    response = await stripe_client.post(
         f"{API}/billing/checkout", json={"plan": "pro", **URLS}, headers=org.key_headers
     )
     assert response.status_code == 200, response.text
@@ -66,10 +45,10 @@ async def test_checkout_creates_the_customer_once_and_a_session_for_the_plans_pr
     assert checkout_call.form["subscription_data[metadata][organization_id]"] == org.id
     assert checkout_call.form["success_url"] == URLS["success_url"]
     assert checkout_call.headers["idempotency-key"].startswith("orgbill-checkout-")
-    customer = await customer_of(billing_app, org.id)
+    customer = await customer_of(stripe_app, org.id)
     assert customer is not None and checkout_call.form["customer"] == customer
     # A second checkout reuses the customer.
-    again = await billing.post(
+    again = await stripe_client.post(
         f"{API}/billing/checkout", json={"plan": "business", **URLS}, headers=org.key_headers
     )
     assert again.status_code == 200
@@ -83,27 +62,27 @@ async def test_checkout_creates_the_customer_once_and_a_session_for_the_plans_pr
 
 @pytest.mark.parametrize("plan", ["free", "enterprise"])
 async def test_checkout_for_a_plan_without_a_price_is_400(
-    billing: httpx.AsyncClient, stripe_api: FakeStripe, plan: str
+    stripe_client: httpx.AsyncClient, stripe_api: FakeStripe, plan: str
 ) -> None:
-    org = await create_org(billing)
+    org = await create_org(stripe_client)
     calls_before = len(stripe_api.requests)
-    response = await billing.post(
+    response = await stripe_client.post(
         f"{API}/billing/checkout", json={"plan": plan, **URLS}, headers=org.key_headers
     )
     error = assert_error(response, 400, "bad_request")
     assert "no Stripe price" in error["message"]
     assert len(stripe_api.requests) == calls_before  # nothing was created at Stripe
-    unknown = await billing.post(
+    unknown = await stripe_client.post(
         f"{API}/billing/checkout", json={"plan": "platinum", **URLS}, headers=org.key_headers
     )
     assert "Unknown plan" in assert_error(unknown, 400, "bad_request")["message"]
 
 
 async def test_portal_returns_a_session_url_for_the_orgs_customer(
-    billing: httpx.AsyncClient, billing_app: FastAPI, stripe_api: FakeStripe
+    stripe_client: httpx.AsyncClient, stripe_app: FastAPI, stripe_api: FakeStripe
 ) -> None:
-    org = await create_org(billing)
-    response = await billing.post(
+    org = await create_org(stripe_client)
+    response = await stripe_client.post(
         f"{API}/billing/portal",
         json={"return_url": "https://app.example.com/billing"},
         headers=org.key_headers,
@@ -111,46 +90,52 @@ async def test_portal_returns_a_session_url_for_the_orgs_customer(
     assert response.status_code == 200, response.text
     assert response.json()["url"].startswith("https://billing.stripe.com/")
     portal_call = stripe_api.calls("/v1/billing_portal/sessions")[-1]
-    assert portal_call.form["customer"] == await customer_of(billing_app, org.id)
+    assert portal_call.form["customer"] == await customer_of(stripe_app, org.id)
     assert portal_call.form["return_url"] == "https://app.example.com/billing"
     assert portal_call.headers["idempotency-key"].startswith("orgbill-portal-")
 
 
 async def test_billing_actions_need_a_billing_role_and_work_while_suspended(
-    billing: httpx.AsyncClient, settings: Settings
+    stripe_client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    org = await create_org(billing)
-    member, accountant = await register_user(billing), await register_user(billing)
-    assert (await add_member(billing, org, member, "member")).status_code == 201
-    assert (await add_member(billing, org, accountant, "billing")).status_code == 201
+    org = await create_org(stripe_client)
+    member, accountant = await register_user(stripe_client), await register_user(stripe_client)
+    assert (await add_member(stripe_client, org, member, "member")).status_code == 201
+    assert (await add_member(stripe_client, org, accountant, "billing")).status_code == 201
     url = f"{API}/billing/checkout"
     as_member = {**member.headers, "X-Organization-Id": org.id}
     assert_error(
-        await billing.post(url, json={"plan": "pro", **URLS}, headers=as_member), 403, "forbidden"
+        await stripe_client.post(url, json={"plan": "pro", **URLS}, headers=as_member),
+        403,
+        "forbidden",
     )
     # A member may read billing.
     assert_error(
-        await billing.get(f"{API}/billing/subscription", headers=as_member), 404, "not_found"
+        await stripe_client.get(f"{API}/billing/subscription", headers=as_member), 404, "not_found"
     )
-    assert (await billing.get(f"{API}/billing/invoices", headers=as_member)).json() == {
+    assert (await stripe_client.get(f"{API}/billing/invoices", headers=as_member)).json() == {
         "data": [],
         "next_cursor": None,
     }
     # A user must name the org.
     assert_error(
-        await billing.get(f"{API}/billing/invoices", headers=member.headers), 400, "bad_request"
+        await stripe_client.get(f"{API}/billing/invoices", headers=member.headers),
+        400,
+        "bad_request",
     )
-    admin = await create_superadmin_user(billing, settings)
-    suspended = await billing.patch(
+    admin = await create_superadmin_user(stripe_client, settings)
+    suspended = await stripe_client.patch(
         f"{API}/admin/organizations/{org.id}", json={"is_suspended": True}, headers=admin.headers
     )
     assert suspended.status_code == 200
     as_accountant = {**accountant.headers, "X-Organization-Id": org.id}
     assert (
-        await billing.post(url, json={"plan": "pro", **URLS}, headers=as_accountant)
+        await stripe_client.post(url, json={"plan": "pro", **URLS}, headers=as_accountant)
     ).status_code == 200
-    assert (await billing.get(f"{API}/billing/invoices", headers=as_accountant)).status_code == 200
-    portal = await billing.post(
+    assert (
+        await stripe_client.get(f"{API}/billing/invoices", headers=as_accountant)
+    ).status_code == 200
+    portal = await stripe_client.post(
         f"{API}/billing/portal", json={"return_url": "https://a.example/b"}, headers=as_accountant
     )
     assert portal.status_code == 200

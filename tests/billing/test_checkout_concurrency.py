@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from orgbill.config import Settings
-from tests.fixtures.app import client_for, running_app
+from tests.fixtures.app import client_for
 from tests.fixtures.factories import API, OrgHandle, create_org
-from tests.fixtures.stripe import FakeStripe, fake_stripe
+from tests.fixtures.stripe import FakeStripe
 from tests.stripe_sync.helpers import customer_of
 
 STRIPE_DELAY = 2.0
@@ -24,26 +23,14 @@ UNBLOCKED = 1.0
 URLS = {"success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/no"}
 
 
-@pytest.fixture(scope="module")
-def slow_stripe() -> Iterator[FakeStripe]:
-    with fake_stripe() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-async def slow_app(settings: Settings, slow_stripe: FakeStripe) -> AsyncIterator[FastAPI]:
-    async with running_app(settings.model_copy(update={"stripe_api_base": slow_stripe.url})) as app:
-        yield app
-
-
 @pytest.fixture
-async def http(slow_app: FastAPI, slow_stripe: FakeStripe) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(slow_app) as client:
-        slow_stripe.delay = STRIPE_DELAY
+async def http(stripe_app: FastAPI, stripe_api: FakeStripe) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(stripe_app) as client:
+        stripe_api.delay = STRIPE_DELAY
         try:
             yield client
         finally:
-            slow_stripe.delay = 0.0
+            stripe_api.delay = 0.0
 
 
 async def _stripe_in_flight(fake: FakeStripe, before: int) -> None:
@@ -91,48 +78,48 @@ ROUTES = {
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
 async def test_slow_stripe_call_does_not_block_other_writes(
-    http: httpx.AsyncClient, slow_app: FastAPI, slow_stripe: FakeStripe, route: str
+    http: httpx.AsyncClient, stripe_app: FastAPI, stripe_api: FakeStripe, route: str
 ) -> None:
     busy, other = await create_org(http), await create_org(http)
-    before = len(slow_stripe.requests)
+    before = len(stripe_api.requests)
     path, body = ROUTES[route]
     started = time.monotonic()
     call = asyncio.create_task(http.post(f"{API}{path}", json=body, headers=busy.key_headers))
-    await _stripe_in_flight(slow_stripe, before)  # the customer is being created
+    await _stripe_in_flight(stripe_api, before)  # the customer is being created
     seconds = await _timed_writes(http, busy, other)
     assert max(seconds) < UNBLOCKED, seconds
     response = await call
     assert response.status_code == 200, response.text
     # Customer creation, then the session: two slow calls, and the writes did not wait on them.
     assert time.monotonic() - started >= 2 * STRIPE_DELAY
-    customer = await customer_of(slow_app, busy.id)
+    customer = await customer_of(stripe_app, busy.id)
     assert customer is not None
-    assert slow_stripe.requests[-1].form["customer"] == customer
+    assert stripe_api.requests[-1].form["customer"] == customer
     # Once the customer exists only the session is created: again nothing waits on it.
-    before = len(slow_stripe.requests)
+    before = len(stripe_api.requests)
     call = asyncio.create_task(http.post(f"{API}{path}", json=body, headers=busy.key_headers))
-    await _stripe_in_flight(slow_stripe, before)
+    await _stripe_in_flight(stripe_api, before)
     seconds = await _timed_writes(http, busy, other)
     assert max(seconds) < UNBLOCKED, seconds
     assert (await call).status_code == 200
 
 
 async def test_two_concurrent_first_checkouts_of_one_org_share_one_customer(
-    http: httpx.AsyncClient, slow_app: FastAPI, slow_stripe: FakeStripe
+    http: httpx.AsyncClient, stripe_app: FastAPI, stripe_api: FakeStripe
 ) -> None:
     org = await create_org(http)
-    before = len(slow_stripe.requests)
+    before = len(stripe_api.requests)
     checkouts = [
         http.post(f"{API}/billing/checkout", json={"plan": plan, **URLS}, headers=org.key_headers)
         for plan in ("pro", "business")
     ]
     responses = await asyncio.gather(*checkouts)
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
-    calls = slow_stripe.requests[before:]
+    calls = stripe_api.requests[before:]
     customer_calls = [c for c in calls if c.path == "/v1/customers"]
     assert len(customer_calls) == 2  # both asked, with the one org-keyed idempotency key
     assert {c.headers["idempotency-key"] for c in customer_calls} == {f"orgbill-customer-{org.id}"}
-    customer = await customer_of(slow_app, org.id)
+    customer = await customer_of(stripe_app, org.id)
     assert customer is not None
     sessions = [c for c in calls if c.path == "/v1/checkout/sessions"]
     assert [s.form["customer"] for s in sessions] == [customer, customer]

@@ -5,18 +5,15 @@ however often, and in whichever form, Stripe reports it; `stripe sync` repairs a
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from orgbill.config import Settings
 from orgbill.stripe_sync.client import StripeGateway
 from orgbill.stripe_sync.reconcile import Reconciler
 from tests.credits.test_credits import credits, ledger_sum, profile_credits
-from tests.fixtures.app import client_for, running_app
 from tests.fixtures.factories import (
     API,
     OrgHandle,
@@ -31,30 +28,11 @@ from tests.fixtures.stripe import (
     checkout_session_object,
     credit_checkout_event,
     deliver,
-    fake_stripe,
     new_id,
 )
 from tests.stripe_sync.helpers import customer_of, inbox_row
 
 URLS = {"success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/no"}
-
-
-@pytest.fixture(scope="module")
-def stripe_api() -> Iterator[FakeStripe]:
-    with fake_stripe() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-async def stripe_app(settings: Settings, stripe_api: FakeStripe) -> AsyncIterator[FastAPI]:
-    async with running_app(settings.model_copy(update={"stripe_api_base": stripe_api.url})) as app:
-        yield app
-
-
-@pytest.fixture
-async def stripe_client(stripe_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(stripe_app) as http:
-        yield http
 
 
 async def buy(client: httpx.AsyncClient, headers: dict[str, str], quantity: Any) -> httpx.Response:

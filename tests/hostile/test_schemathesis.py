@@ -22,10 +22,10 @@ import pytest
 from tests.fixtures.databases import POSTGRES_ENV, migrated_settings
 from tests.fixtures.factories import create_org
 from tests.fixtures.server import serve
-from tests.fixtures.stripe_errors import (
+from tests.fixtures.stripe import (
     CALLER_URL_REFUSED,
     PORTAL_URL_REFUSED,
-    erroring_stripe,
+    fake_stripe,
 )
 
 pytestmark = pytest.mark.fuzz
@@ -86,13 +86,13 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     backend = "postgres" if os.environ.get(POSTGRES_ENV) else "sqlite"
     with (
         migrated_settings(backend, tmp_path) as settings,
-        erroring_stripe() as stripe_api,
+        fake_stripe() as stripe_api,
     ):
         # Stripe refusing the caller's URLs: errors the caller caused, so 400s. (Stripe failing
         # is a 503 by design, which `not_a_server_error` would count; tests/hostile/
         # test_stripe_errors.py covers those.) The SDK does not retry these, so the run spends
         # its time in orgbill, not in backoff.
-        stripe_api.answers = {
+        stripe_api.failures = {
             "/v1/checkout/sessions": CALLER_URL_REFUSED,
             "/v1/billing_portal/sessions": PORTAL_URL_REFUSED,
         }
@@ -106,7 +106,7 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
                 ),
                 _run_schemathesis(base_url, as_user, tmp_path / "user.json"),
             ]
-        assert stripe_api.session_calls > 0  # checkout/portal did reach the erroring Stripe
+        assert stripe_api.session_calls() > 0  # checkout/portal did reach the erroring Stripe
     for report in reports:
         assert report["complete"] and report["failures"] == [] and report["errors"] == []
         assert report["test_cases"]["with_failures"] == 0

@@ -5,25 +5,21 @@ never shown."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from orgbill.config import Settings
-from tests.fixtures.app import client_for, running_app
 from tests.fixtures.factories import API, assert_error, create_org
-from tests.fixtures.stripe_errors import (
+from tests.fixtures.stripe import (
     BAD_API_KEY,
     CALLER_URL_REFUSED,
     OUR_REQUEST_REFUSED,
     PORTAL_URL_REFUSED,
     RATE_LIMITED,
     SERVER_ERROR,
-    ErroringStripe,
+    FakeStripe,
     StripeAnswer,
-    erroring_stripe,
 )
 
 URLS = {"success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/no"}
@@ -36,24 +32,6 @@ class Captured(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
-
-
-@pytest.fixture(scope="module")
-def stripe_api() -> Iterator[ErroringStripe]:
-    with erroring_stripe() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-async def stripe_app(settings: Settings, stripe_api: ErroringStripe) -> AsyncIterator[FastAPI]:
-    async with running_app(settings.model_copy(update={"stripe_api_base": stripe_api.url})) as app:
-        yield app
-
-
-@pytest.fixture
-async def http(stripe_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(stripe_app) as client:
-        yield client
 
 
 @pytest.fixture
@@ -70,19 +48,21 @@ def error_log() -> Iterator[Captured]:
 @pytest.mark.parametrize("answer", [SERVER_ERROR, OUR_REQUEST_REFUSED, BAD_API_KEY, RATE_LIMITED])
 @pytest.mark.parametrize("route", ["checkout", "portal"])
 async def test_stripe_failing_is_503_with_its_cause_logged_not_shown(
-    http: httpx.AsyncClient,
-    stripe_api: ErroringStripe,
+    stripe_client: httpx.AsyncClient,
+    stripe_api: FakeStripe,
     error_log: Captured,
     answer: StripeAnswer,
     route: str,
 ) -> None:
-    stripe_api.answer = answer
-    org = await create_org(http)
+    stripe_api.fail_sessions(answer)
+    org = await create_org(stripe_client)
     body = {"plan": "pro", **URLS} if route == "checkout" else {"return_url": URLS["success_url"]}
-    calls = stripe_api.session_calls
-    response = await http.post(f"{API}/billing/{route}", json=body, headers=org.key_headers)
+    calls = stripe_api.session_calls()
+    response = await stripe_client.post(
+        f"{API}/billing/{route}", json=body, headers=org.key_headers
+    )
     error = assert_error(response, 503, "unavailable")
-    assert stripe_api.session_calls > calls  # Stripe was asked, and answered an error
+    assert stripe_api.session_calls() > calls  # Stripe was asked, and answered an error
     assert "sk_test" not in response.text and answer.error["message"] not in response.text
     [record] = [r for r in error_log.records if getattr(r, "status", None) == 503]
     assert record.requestId == error["request_id"]  # type: ignore[attr-defined]
@@ -96,11 +76,13 @@ async def test_stripe_failing_is_503_with_its_cause_logged_not_shown(
     ("route", "answer"), [("checkout", CALLER_URL_REFUSED), ("portal", PORTAL_URL_REFUSED)]
 )
 async def test_stripe_refusing_the_callers_own_value_is_400(
-    http: httpx.AsyncClient, stripe_api: ErroringStripe, route: str, answer: StripeAnswer
+    stripe_client: httpx.AsyncClient, stripe_api: FakeStripe, route: str, answer: StripeAnswer
 ) -> None:
-    stripe_api.answer = answer
-    org = await create_org(http)
+    stripe_api.fail_sessions(answer)
+    org = await create_org(stripe_client)
     body = {"plan": "pro", **URLS} if route == "checkout" else {"return_url": URLS["success_url"]}
-    response = await http.post(f"{API}/billing/{route}", json=body, headers=org.key_headers)
+    response = await stripe_client.post(
+        f"{API}/billing/{route}", json=body, headers=org.key_headers
+    )
     error = assert_error(response, 400, "bad_request")
     assert answer.error["param"] in error["message"]
