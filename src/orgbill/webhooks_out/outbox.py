@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from orgbill.entitlements.periods import Period
 from orgbill.entitlements.resolver import EffectivePlan
+from orgbill.kit.schemas import decimal_number
 from orgbill.kit.time import isoformat_z, utcnow
 from orgbill.models import WebhookDeliveryStatus
 from orgbill.webhooks_out import repository
@@ -233,7 +234,7 @@ async def credits_low(
             organization_id,
             {
                 "organization_id": str(organization_id),
-                "total_credits": str(after),
+                "total_credits": decimal_number(after),  # a JSON number, as GET /credits
                 "max_credits": max_credits,
             },
         )
