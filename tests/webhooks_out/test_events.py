@@ -111,9 +111,7 @@ async def test_api_key_created_and_revoked_carry_id_and_prefix_never_the_key(
         f"{API}/organizations/{org.id}/api-keys/{key['id']}", headers=org.owner.headers
     )
     assert revoked.status_code == 204
-    regenerated = await client.post(
-        f"{API}/organization/regenerate-key", headers=org.key_headers
-    )
+    regenerated = await client.post(f"{API}/organization/regenerate-key", headers=org.key_headers)
     assert regenerated.status_code == 200, regenerated.text
     events = await _events(receiver, path, 4)
     assert [e["type"] for e in events] == [
