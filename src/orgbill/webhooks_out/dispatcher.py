@@ -249,9 +249,10 @@ class Dispatcher:
             if error is None:
                 await repository.endpoint_succeeded(session, delivery.endpoint_id)
             else:
-                disable_before = now - timedelta(seconds=settings.webhook_disable_after_seconds)
+                window = timedelta(seconds=settings.webhook_disable_after_seconds)
+                reason = f"Every delivery attempt failed for {_describe(window)}"
                 if await repository.endpoint_failed(
-                    session, delivery.endpoint_id, now, disable_before
+                    session, delivery.endpoint_id, now, now - window, reason
                 ):
                     logger.warning(
                         "webhook endpoint disabled after failing continuously",
@@ -280,6 +281,14 @@ class Dispatcher:
                 if await outbox.announce_plan(session, org.id, plan):
                     announced += 1
         return announced
+
+
+def _describe(window: timedelta) -> str:
+    seconds = window.total_seconds()
+    if seconds >= 86400 and seconds % 86400 == 0:
+        days = int(seconds // 86400)
+        return f"{days} day{'s' if days != 1 else ''}"
+    return f"{seconds:g} seconds"
 
 
 def _ms_since(started: float) -> int:

@@ -295,7 +295,11 @@ async def endpoint_succeeded(session: AsyncSession, endpoint_id: uuid.UUID) -> N
 
 
 async def endpoint_failed(
-    session: AsyncSession, endpoint_id: uuid.UUID, now: datetime, disable_before: datetime
+    session: AsyncSession,
+    endpoint_id: uuid.UUID,
+    now: datetime,
+    disable_before: datetime,
+    reason: str,
 ) -> bool:
     """Starts (or continues) the endpoint's failing run; disables it once the run started
     before `disable_before`. True when this call disabled it."""
@@ -313,7 +317,7 @@ async def endpoint_failed(
         )
         .values(
             enabled=False,
-            disabled_reason="Every delivery failed for 3 days",
+            disabled_reason=reason,
             updated_at=now,
         )
     )
