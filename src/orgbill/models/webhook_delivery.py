@@ -35,7 +35,7 @@ class WebhookDelivery(IdMixin, Base):
         ForeignKey("webhook_endpoint.id", ondelete="CASCADE")
     )
     # Copied from the event: deliveries are in order per endpoint and organization.
-    organization_id: Mapped[uuid.UUID | None] = mapped_column()
+    organization_id: Mapped[uuid.UUID] = mapped_column()
     sequence: Mapped[int] = mapped_column(BigInteger)
     event_type: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=WebhookDeliveryStatus.PENDING)

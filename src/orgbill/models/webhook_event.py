@@ -17,7 +17,8 @@ class WebhookEvent(IdMixin, Base):
     __tablename__ = "webhook_event"
 
     type: Mapped[str] = mapped_column(String(64))
-    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+    # Every event is about one organization (and its data names it).
+    organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organization.id", ondelete="CASCADE"), index=True
     )
     data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -21,9 +21,11 @@ import random
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.config import Settings
 from orgbill.db import Database
@@ -62,6 +64,16 @@ def request_body(event_type: str, created_at: datetime, data: dict[str, object])
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """A finished send, waiting to be written with the next round's claim."""
+
+    delivery: ClaimedDelivery
+    values: dict[str, object]
+    outcome: str  # delivered | failed | retrying (the metric's status label)
+    at: datetime
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -83,6 +95,7 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._per_endpoint: Counter[uuid.UUID] = Counter()
+        self._attempts: list[_Attempt] = []
         self._next_sweep = 0.0
 
     # Lifecycle
@@ -105,6 +118,9 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._attempts:
+            with contextlib.suppress(Exception):
+                await self._record_and_claim(0, [])
         await self._client.aclose()
 
     def wake(self) -> None:
@@ -131,17 +147,18 @@ class Dispatcher:
             self._wake.clear()
 
     async def run_once(self) -> int:
-        """One round: sweep if due, claim what is due and start sending it. Returns how many
-        deliveries it claimed."""
+        """One round: sweep if due; then, in one short transaction, record the attempts that
+        finished since the last round and claim what is due; start sending it. Returns how
+        many deliveries it claimed."""
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self._settings.webhook_sweep_seconds
             await self.sweep()
         free = self._settings.webhook_max_in_flight - len(self._sends)
-        if free <= 0:
+        if free <= 0 and not self._attempts:
             return 0
         cap = self._settings.webhook_max_in_flight_per_endpoint
         busy = [endpoint for endpoint, n in self._per_endpoint.items() if n >= cap]
-        claimed = await self._claim(free, busy)
+        claimed = await self._record_and_claim(max(0, free), busy)
         for delivery in claimed:
             self._per_endpoint[delivery.endpoint_id] += 1
             task = asyncio.create_task(self._send(delivery))
@@ -150,54 +167,81 @@ class Dispatcher:
         return len(claimed)
 
     async def drain(self) -> None:
-        """Runs rounds until nothing is due or in flight (`orgbill webhooks dispatch --once`,
-        benchmarks); callers bound it with `asyncio.timeout`."""
+        """Runs rounds until nothing is due, in flight or unrecorded (`orgbill webhooks
+        dispatch --once`, benchmarks); callers bound it with `asyncio.timeout`."""
         while True:
-            claimed = await self.run_once()
-            if not claimed and not self._sends:
-                return
-            if not claimed:
+            self._wake.clear()
+            if await self.run_once():
+                continue
+            if self._sends:
                 await asyncio.wait(self._sends, return_when=asyncio.FIRST_COMPLETED)
+            elif not self._attempts and not self._wake.is_set():
+                return
 
     # Claim, send, record
 
-    async def _claim(self, limit: int, busy: list[uuid.UUID]) -> list[ClaimedDelivery]:
+    async def _record_and_claim(self, limit: int, busy: list[uuid.UUID]) -> list[ClaimedDelivery]:
+        attempts, self._attempts = self._attempts, []
         now = utcnow()
         lease = now + timedelta(
             seconds=self._settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS
         )
-        async with self._database.writer() as session, session.begin():
-            claimed = await repository.claim_due(session, now, lease, limit, busy)
-            # One claim may take several of one endpoint's queues: keep within its cap and
-            # hand the rest back at once.
-            cap = self._settings.webhook_max_in_flight_per_endpoint
-            taken: Counter[uuid.UUID] = Counter(self._per_endpoint)
-            kept, returned = [], []
-            for delivery in claimed:
-                if taken[delivery.endpoint_id] < cap:
-                    taken[delivery.endpoint_id] += 1
-                    kept.append(delivery)
-                else:
-                    returned.append(delivery.id)
-            if returned:
-                await repository.release(session, returned)
+        try:
+            async with self._database.writer() as session, session.begin():
+                disabled = [a for a in attempts if await self._record(session, a)]
+                kept: list[ClaimedDelivery] = []
+                if limit > 0:
+                    kept = await self._claim(session, now, lease, limit, busy)
+        except BaseException:
+            # Nothing of it committed: record these again next round (their leases hold).
+            self._attempts = attempts + self._attempts
+            raise
+        for attempt in attempts:
+            WEBHOOK_DELIVERIES.labels(status=attempt.outcome).inc()
+        for attempt in disabled:
+            logger.warning(
+                "webhook endpoint disabled after failing continuously",
+                extra={"endpoint": str(attempt.delivery.endpoint_id)},
+            )
+        return kept
+
+    async def _claim(
+        self,
+        session: AsyncSession,
+        now: datetime,
+        lease: datetime,
+        limit: int,
+        busy: list[uuid.UUID],
+    ) -> list[ClaimedDelivery]:
+        claimed = await repository.claim_due(session, now, lease, limit, busy)
+        # One claim may take several of one endpoint's queues: keep within its cap and hand
+        # the rest back at once.
+        cap = self._settings.webhook_max_in_flight_per_endpoint
+        taken: Counter[uuid.UUID] = Counter(self._per_endpoint)
+        kept, returned = [], []
+        for delivery in claimed:
+            if taken[delivery.endpoint_id] < cap:
+                taken[delivery.endpoint_id] += 1
+                kept.append(delivery)
+            else:
+                returned.append(delivery.id)
+        if returned:
+            await repository.release(session, returned)
         return kept
 
     async def _send(self, delivery: ClaimedDelivery) -> None:
         try:
             status_code, error, latency_ms = await self._post(delivery)
-            await self._record(delivery, status_code, error, latency_ms)
+            self._attempts.append(self._attempt(delivery, status_code, error, latency_ms))
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception(
-                "recording a webhook delivery failed", extra={"delivery": str(delivery.id)}
-            )
+            logger.exception("webhook delivery failed", extra={"delivery": str(delivery.id)})
         finally:
             self._per_endpoint[delivery.endpoint_id] -= 1
             if self._per_endpoint[delivery.endpoint_id] <= 0:
                 del self._per_endpoint[delivery.endpoint_id]
-            # Its queue's next delivery may be due now.
+            # The attempt is recorded, and its queue's next delivery claimed, next round.
             self._wake.set()
 
     async def _post(self, delivery: ClaimedDelivery) -> tuple[int | None, str | None, int]:
@@ -218,13 +262,14 @@ class Dispatcher:
             return response.status_code, None, latency
         return response.status_code, f"HTTP {response.status_code}", latency
 
-    async def _record(
+    def _attempt(
         self,
         delivery: ClaimedDelivery,
         status_code: int | None,
         error: str | None,
         latency_ms: int,
-    ) -> None:
+    ) -> _Attempt:
+        """What an attempt changes, decided when it ends (its retry delay counts from then)."""
         now = utcnow()
         settings = self._settings
         values: dict[str, object] = {
@@ -243,22 +288,21 @@ class Dispatcher:
             outcome = "retrying"
             delay = backoff_seconds(delivery.attempts + 1, settings)
             values.update(next_attempt_at=now + timedelta(seconds=delay))
-        async with self._database.writer() as session, session.begin():
-            if not await repository.record_attempt(session, delivery, values):
-                return  # our lease ran out and another dispatcher took it: its record counts
-            if error is None:
-                await repository.endpoint_succeeded(session, delivery.endpoint_id)
-            else:
-                window = timedelta(seconds=settings.webhook_disable_after_seconds)
-                reason = f"Every delivery attempt failed for {_describe(window)}"
-                if await repository.endpoint_failed(
-                    session, delivery.endpoint_id, now, now - window, reason
-                ):
-                    logger.warning(
-                        "webhook endpoint disabled after failing continuously",
-                        extra={"endpoint": str(delivery.endpoint_id)},
-                    )
-        WEBHOOK_DELIVERIES.labels(status=outcome).inc()
+        return _Attempt(delivery=delivery, values=values, outcome=outcome, at=now)
+
+    async def _record(self, session: AsyncSession, attempt: _Attempt) -> bool:
+        """Writes one attempt; True when it disabled its endpoint."""
+        delivery = attempt.delivery
+        if not await repository.record_attempt(session, delivery, attempt.values):
+            return False  # our lease ran out and another dispatcher took it: its record counts
+        if attempt.outcome == WebhookDeliveryStatus.DELIVERED:
+            await repository.endpoint_succeeded(session, delivery.endpoint_id)
+            return False
+        window = timedelta(seconds=self._settings.webhook_disable_after_seconds)
+        reason = f"Every delivery attempt failed for {_describe(window)}"
+        return await repository.endpoint_failed(
+            session, delivery.endpoint_id, attempt.at, attempt.at - window, reason
+        )
 
     # Time-driven plan changes
 

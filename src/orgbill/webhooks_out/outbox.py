@@ -73,7 +73,7 @@ def _forget_after_rollback(session: Session) -> None:
 async def emit(
     session: AsyncSession,
     event_type: EventType,
-    organization_id: uuid.UUID | None,
+    organization_id: uuid.UUID,
     data: dict[str, Any],
     *,
     dedupe_key: str | None = None,

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.kit.sql import upsert_insert
@@ -51,7 +50,7 @@ class EndpointTarget:
 
 
 async def endpoints_for(
-    session: AsyncSession, organization_id: uuid.UUID | None
+    session: AsyncSession, organization_id: uuid.UUID
 ) -> list[EndpointTarget]:
     """Enabled endpoints that take this organization's events (type matched by the caller)."""
     stmt = select(WebhookEndpoint.id, WebhookEndpoint.events).where(
@@ -207,28 +206,33 @@ async def claim_due(
     """Takes up to `limit` due deliveries, each the head of its (endpoint, organization) queue
     (no earlier pending one), and leases them until `lease_until`. PostgreSQL: rows another
     instance is claiming are skipped (FOR UPDATE SKIP LOCKED); one it leased is not due."""
-    earlier = aliased(WebhookDelivery)
-    head_of_queue = ~exists().where(
-        earlier.endpoint_id == WebhookDelivery.endpoint_id,
-        or_(
-            earlier.organization_id == WebhookDelivery.organization_id,
-            and_(earlier.organization_id.is_(None), WebhookDelivery.organization_id.is_(None)),
-        ),
-        earlier.status == _PENDING,
-        or_(
-            earlier.sequence < WebhookDelivery.sequence,
-            and_(earlier.sequence == WebhookDelivery.sequence, earlier.id < WebhookDelivery.id),
-        ),
+    # Each (endpoint, organization) queue's head: its earliest pending delivery.
+    heads = (
+        select(
+            WebhookDelivery.endpoint_id,
+            WebhookDelivery.organization_id,
+            func.min(WebhookDelivery.sequence).label("sequence"),
+        )
+        .where(WebhookDelivery.status == _PENDING)
+        .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.organization_id)
+        .subquery("queue_head")
     )
     stmt = (
         select(WebhookDelivery.id)
+        .join(
+            heads,
+            and_(
+                heads.c.endpoint_id == WebhookDelivery.endpoint_id,
+                heads.c.organization_id == WebhookDelivery.organization_id,
+                heads.c.sequence == WebhookDelivery.sequence,
+            ),
+        )
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
             WebhookDelivery.status == _PENDING,
             WebhookDelivery.next_attempt_at <= now,
             or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until <= now),
             WebhookEndpoint.enabled.is_(True),
-            head_of_queue,
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.sequence)
         .limit(limit)

@@ -88,7 +88,7 @@ class WebhookDelivery(Schema):
     # The `webhook-id` header it is sent with (the same on every attempt).
     webhook_id: str
     event_type: str
-    organization_id: uuid.UUID | None
+    organization_id: uuid.UUID
     status: DeliveryStatus
     attempts: int
     last_attempt_at: UTCDatetime | None

@@ -46,7 +46,7 @@ def upgrade() -> None:
     op.create_table(
         "webhook_event",
         sa.Column("type", sa.String(length=64), nullable=False),
-        sa.Column("organization_id", sa.Uuid(), nullable=True),
+        sa.Column("organization_id", sa.Uuid(), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("dedupe_key", sa.String(length=255), nullable=True),
         sa.Column("sequence", sa.BigInteger(), nullable=False),
@@ -84,7 +84,7 @@ def upgrade() -> None:
         "webhook_delivery",
         sa.Column("event_id", sa.Uuid(), nullable=False),
         sa.Column("endpoint_id", sa.Uuid(), nullable=False),
-        sa.Column("organization_id", sa.Uuid(), nullable=True),
+        sa.Column("organization_id", sa.Uuid(), nullable=False),
         sa.Column("sequence", sa.BigInteger(), nullable=False),
         sa.Column("event_type", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
