@@ -49,9 +49,7 @@ class EndpointTarget:
     events: list[str]
 
 
-async def endpoints_for(
-    session: AsyncSession, organization_id: uuid.UUID
-) -> list[EndpointTarget]:
+async def endpoints_for(session: AsyncSession, organization_id: uuid.UUID) -> list[EndpointTarget]:
     """Enabled endpoints that take this organization's events (type matched by the caller)."""
     stmt = select(WebhookEndpoint.id, WebhookEndpoint.events).where(
         WebhookEndpoint.enabled.is_(True),
