@@ -188,7 +188,7 @@ class Dispatcher:
         )
         try:
             async with self._database.writer() as session, session.begin():
-                disabled = [a for a in attempts if await self._record(session, a)]
+                disabled = await self._record(session, attempts) if attempts else []
                 kept: list[ClaimedDelivery] = []
                 if limit > 0:
                     kept = await self._claim(session, now, lease, limit, busy)
@@ -198,10 +198,10 @@ class Dispatcher:
             raise
         for attempt in attempts:
             WEBHOOK_DELIVERIES.labels(status=attempt.outcome).inc()
-        for attempt in disabled:
+        for endpoint_id in disabled:
             logger.warning(
                 "webhook endpoint disabled after failing continuously",
-                extra={"endpoint": str(attempt.delivery.endpoint_id)},
+                extra={"endpoint": str(endpoint_id)},
             )
         return kept
 
@@ -213,20 +213,18 @@ class Dispatcher:
         limit: int,
         busy: list[uuid.UUID],
     ) -> list[ClaimedDelivery]:
-        claimed = await repository.claim_due(session, now, lease, limit, busy)
-        # One claim may take several of one endpoint's queues: keep within its cap and hand
-        # the rest back at once.
+        candidates = await repository.due_heads(session, now, lease, limit, busy)
+        # One round may find several of one endpoint's queues due: take them within its cap
+        # (the rest stay unleased: due for the next round).
         cap = self._settings.webhook_max_in_flight_per_endpoint
         taken: Counter[uuid.UUID] = Counter(self._per_endpoint)
-        kept, returned = [], []
-        for delivery in claimed:
+        kept = []
+        for delivery in candidates:
             if taken[delivery.endpoint_id] < cap:
                 taken[delivery.endpoint_id] += 1
                 kept.append(delivery)
-            else:
-                returned.append(delivery.id)
-        if returned:
-            await repository.release(session, returned)
+        if kept:
+            await repository.lease(session, [d.id for d in kept], lease)
         return kept
 
     async def _send(self, delivery: ClaimedDelivery) -> None:
@@ -290,19 +288,30 @@ class Dispatcher:
             values.update(next_attempt_at=now + timedelta(seconds=delay))
         return _Attempt(delivery=delivery, values=values, outcome=outcome, at=now)
 
-    async def _record(self, session: AsyncSession, attempt: _Attempt) -> bool:
-        """Writes one attempt; True when it disabled its endpoint."""
-        delivery = attempt.delivery
-        if not await repository.record_attempt(session, delivery, attempt.values):
-            return False  # our lease ran out and another dispatcher took it: its record counts
-        if attempt.outcome == WebhookDeliveryStatus.DELIVERED:
-            await repository.endpoint_succeeded(session, delivery.endpoint_id)
-            return False
+    async def _record(self, session: AsyncSession, attempts: list[_Attempt]) -> list[uuid.UUID]:
+        """Writes the attempts, then each endpoint's health from its latest attempt (one
+        statement for all that succeeded). Returns the endpoints this disabled."""
+        latest: dict[uuid.UUID, _Attempt] = {}
+        for attempt in attempts:
+            if not await repository.record_attempt(session, attempt.delivery, attempt.values):
+                continue  # our lease ran out and another dispatcher took it: its record counts
+            endpoint_id = attempt.delivery.endpoint_id
+            if endpoint_id not in latest or latest[endpoint_id].at <= attempt.at:
+                latest[endpoint_id] = attempt
+        succeeded = [e for e, a in latest.items() if a.outcome == WebhookDeliveryStatus.DELIVERED]
+        if succeeded:
+            await repository.endpoints_succeeded(session, succeeded)
         window = timedelta(seconds=self._settings.webhook_disable_after_seconds)
         reason = f"Every delivery attempt failed for {_describe(window)}"
-        return await repository.endpoint_failed(
-            session, delivery.endpoint_id, attempt.at, attempt.at - window, reason
-        )
+        disabled = []
+        for endpoint_id, attempt in latest.items():
+            if attempt.outcome != WebhookDeliveryStatus.DELIVERED and (
+                await repository.endpoint_failed(
+                    session, endpoint_id, attempt.at, attempt.at - window, reason
+                )
+            ):
+                disabled.append(endpoint_id)
+        return disabled
 
     # Time-driven plan changes
 

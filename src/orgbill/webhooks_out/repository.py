@@ -194,16 +194,17 @@ class ClaimedDelivery:
     locked_until: datetime
 
 
-async def claim_due(
+async def due_heads(
     session: AsyncSession,
     now: datetime,
     lease_until: datetime,
     limit: int,
     skip_endpoints: list[uuid.UUID],
 ) -> list[ClaimedDelivery]:
-    """Takes up to `limit` due deliveries, each the head of its (endpoint, organization) queue
-    (no earlier pending one), and leases them until `lease_until`. PostgreSQL: rows another
-    instance is claiming are skipped (FOR UPDATE SKIP LOCKED); one it leased is not due."""
+    """Up to `limit` due deliveries, each the head of its (endpoint, organization) queue (no
+    earlier pending one), row-locked with what sending them needs; the caller leases those it
+    takes (`lease`, same transaction) until `lease_until`. PostgreSQL: rows another instance
+    is claiming are skipped (FOR UPDATE SKIP LOCKED); one it leased is not due."""
     # Each (endpoint, organization) queue's head: its earliest pending delivery.
     heads = (
         select(
@@ -216,35 +217,6 @@ async def claim_due(
         .subquery("queue_head")
     )
     stmt = (
-        select(WebhookDelivery.id)
-        .join(
-            heads,
-            and_(
-                heads.c.endpoint_id == WebhookDelivery.endpoint_id,
-                heads.c.organization_id == WebhookDelivery.organization_id,
-                heads.c.sequence == WebhookDelivery.sequence,
-            ),
-        )
-        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(
-            WebhookDelivery.status == _PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until <= now),
-            WebhookEndpoint.enabled.is_(True),
-        )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.sequence)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=WebhookDelivery)
-    )
-    if skip_endpoints:
-        stmt = stmt.where(WebhookDelivery.endpoint_id.not_in(skip_endpoints))
-    ids = list((await session.scalars(stmt)).all())
-    if not ids:
-        return []
-    await session.execute(
-        update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(locked_until=lease_until)
-    )
-    rows = await session.execute(
         select(
             WebhookDelivery.id,
             WebhookDelivery.endpoint_id,
@@ -257,19 +229,37 @@ async def claim_due(
             WebhookDelivery.attempts,
             WebhookDelivery.queued_at,
         )
+        .join(
+            heads,
+            and_(
+                heads.c.endpoint_id == WebhookDelivery.endpoint_id,
+                heads.c.organization_id == WebhookDelivery.organization_id,
+                heads.c.sequence == WebhookDelivery.sequence,
+            ),
+        )
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-        .where(WebhookDelivery.id.in_(ids))
-        .order_by(WebhookDelivery.sequence)
+        .where(
+            WebhookDelivery.status == _PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until <= now),
+            WebhookEndpoint.enabled.is_(True),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.sequence)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookDelivery)
     )
-    return [ClaimedDelivery(*row, locked_until=lease_until) for row in rows]
+    if skip_endpoints:
+        stmt = stmt.where(WebhookDelivery.endpoint_id.not_in(skip_endpoints))
+    return [ClaimedDelivery(*row, locked_until=lease_until) for row in await session.execute(stmt)]
 
 
-async def release(session: AsyncSession, delivery_ids: list[uuid.UUID]) -> None:
+async def lease(session: AsyncSession, delivery_ids: list[uuid.UUID], until: datetime) -> None:
+    """Holds these deliveries (row-locked by `due_heads` in this transaction) until `until`."""
     await session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id.in_(delivery_ids))
-        .values(locked_until=None)
+        .values(locked_until=until)
     )
 
 
@@ -288,10 +278,11 @@ async def record_attempt(
     return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
 
 
-async def endpoint_succeeded(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
+async def endpoints_succeeded(session: AsyncSession, endpoint_ids: list[uuid.UUID]) -> None:
+    """Ends these endpoints' failing runs (a no-op for healthy ones)."""
     await session.execute(
         update(WebhookEndpoint)
-        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_not(None))
+        .where(WebhookEndpoint.id.in_(endpoint_ids), WebhookEndpoint.failing_since.is_not(None))
         .values(failing_since=None)
     )
 
