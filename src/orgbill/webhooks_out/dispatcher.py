@@ -96,6 +96,7 @@ class Dispatcher:
         self._sends: set[asyncio.Task[None]] = set()
         self._per_endpoint: Counter[uuid.UUID] = Counter()
         self._attempts: list[_Attempt] = []
+        self._failing = False
         self._next_sweep = 0.0
 
     # Lifecycle
@@ -134,11 +135,17 @@ class Dispatcher:
         while True:
             try:
                 claimed = await self.run_once()
+                if self._failing:
+                    self._failing = False
+                    logger.warning("webhook dispatch recovered")
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # A database outage must not kill the loop: try again at the next poll.
-                logger.exception("webhook dispatch round failed")
+                # A database outage must not kill the loop: try again at the next poll, and
+                # say so once per outage, not once per poll.
+                if not self._failing:
+                    self._failing = True
+                    logger.exception("webhook dispatch round failed; retrying every poll")
                 claimed = 0
             if claimed:
                 continue  # there may be more due right now
