@@ -50,3 +50,20 @@ def one_select() -> FastAPI:
         )
 
     return app
+
+
+def webhook_receiver() -> FastAPI:
+    """A fast webhook receiver: answers 204 at once and counts what it got (GET /count)."""
+    app = FastAPI()
+    received = {"count": 0}
+
+    @app.post("/hook")
+    async def hook() -> Response:
+        received["count"] += 1
+        return Response(status_code=204)
+
+    @app.get("/count")
+    async def count() -> dict[str, int]:
+        return received
+
+    return app

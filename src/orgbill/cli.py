@@ -1,4 +1,5 @@
-"""orgbill's command line: migrate, serve, demo, create-superadmin, plans sync, stripe sync.
+"""orgbill's command line: migrate, serve, demo, create-superadmin, plans sync, stripe sync,
+webhooks dispatch.
 
 Every failure a user can cause (a bad or unreachable database, a missing plans file, a busy
 port) is one line on stderr and a non-zero exit, never a traceback.
@@ -11,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -46,6 +48,7 @@ from orgbill.plans.service import SyncResult, read_plans_file, sync_catalog
 from orgbill.plans.store import CatalogStore
 from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable
 from orgbill.stripe_sync.reconcile import Reconciler, ReconcileReport
+from orgbill.webhooks_out.dispatcher import Dispatcher
 
 DEMO_EMAIL = "demo@orgbill.example"
 DEMO_SLUG = "demo-org"
@@ -73,8 +76,11 @@ async def seed_demo(settings: Settings, base_url: str = DEFAULT_BASE_URL) -> dic
                 .where(Organization.slug == DEMO_SLUG, Membership.user_id == user.id)
             )
             if org is None:
-                org = await org_service.create_organization(
-                    session, user, org_schemas.OrganizationCreate(name="Demo Org", slug=DEMO_SLUG)
+                org, _ = await org_service.create_organization(
+                    session,
+                    user,
+                    org_schemas.OrganizationCreate(name="Demo Org", slug=DEMO_SLUG),
+                    CatalogStore(load_catalog(settings.plans_file)),
                 )
             revoked = await org_repository.revoke_api_keys_named(
                 session, org.id, DEMO_KEY_NAME, utcnow()
@@ -142,6 +148,27 @@ async def sync_stripe(
         store = CatalogStore(load_catalog(settings.plans_file))
         return await Reconciler(database, gateway, store).run(organization_id)
     finally:
+        await database.dispose()
+
+
+async def dispatch_webhooks(settings: Settings, *, once: bool = False) -> None:
+    """The outbound webhook dispatcher alone (as a separate worker; servers started with
+    ORGBILL_WEBHOOK_DISPATCH=false then leave delivery to it). Runs until interrupted, or with
+    `once` until nothing is due."""
+    database = Database.from_settings(settings)
+    dispatcher = Dispatcher(database, settings, CatalogStore(load_catalog(settings.plans_file)))
+    try:
+        if once:
+            await dispatcher.drain()
+        else:
+            await dispatcher.start()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+    finally:
+        await dispatcher.stop()
         await database.dispose()
 
 
@@ -268,6 +295,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Re-read customers, subscriptions and invoices from Stripe and repair drift.",
     )
     stripe_sync.add_argument("--org", type=uuid.UUID, help="only this organization id")
+    webhooks_cmd = command("webhooks", "Outbound webhooks.").add_subparsers(
+        dest="webhooks_command", required=True, metavar="COMMAND"
+    )
+    dispatch = webhooks_cmd.add_parser(
+        "dispatch",
+        help="Run the webhook dispatcher alone.",
+        description="Deliver outbound webhooks (and notice time-driven plan changes) until "
+        "interrupted: a separate worker, for servers run with ORGBILL_WEBHOOK_DISPATCH=false.",
+    )
+    dispatch.add_argument("--once", action="store_true", help="deliver what is due now, then exit")
     return parser
 
 
@@ -306,7 +343,7 @@ def require_migrated(settings: Settings) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command in ("demo", "create-superadmin", "plans", "stripe"):
+    if args.command in ("demo", "create-superadmin", "plans", "stripe", "webhooks"):
         require_migrated(settings)
     if args.command == "migrate":
         print(run_migrations(settings))
@@ -334,6 +371,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         except StripeUnavailable as exc:
             raise CliError(str(exc)) from exc
         print(json.dumps(report.as_dict(), indent=2))
+    elif args.command == "webhooks":
+        asyncio.run(dispatch_webhooks(settings, once=args.once))
     return 0
 
 

@@ -57,6 +57,26 @@ class Settings(BaseSettings):
     # Signs pagination cursors; derived from the API key secret when unset.
     cursor_secret: str | None = None
 
+    # Outbound webhooks (webhooks_out/): the dispatcher runs in every server process unless off
+    # (operators may run `orgbill webhooks dispatch` as a separate worker instead).
+    webhook_dispatch: bool = True
+    # How often the dispatcher looks for due deliveries when nothing woke it (a commit that
+    # wrote events wakes it at once in this process).
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How often it compares each contract org's plan with the last one announced (time-driven
+    # plan changes: a contract starting or ending); at most 30 s by contract.
+    webhook_sweep_seconds: float = Field(default=10.0, gt=0, le=30)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Retries: exponential backoff from the base, capped, with jitter, for the retry window;
+    # an endpoint failing continuously for the disable window is disabled.
+    webhook_backoff_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3 * 3600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0)
+    webhook_disable_after_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
+    # Concurrent sends: in all, and to one endpoint (for different organizations).
+    webhook_max_in_flight: int = Field(default=64, ge=1, le=1000)
+    webhook_max_in_flight_per_endpoint: int = Field(default=8, ge=1, le=100)
+
     log_level: str = "INFO"
     access_log: bool = True
     # Health probes and scrapes (/healthz, /readyz, /metrics) fill logs with noise: off by default.

@@ -40,6 +40,8 @@ from orgbill.stripe_sync.admin_router import router as stripe_admin_router
 from orgbill.stripe_sync.client import StripeGateway
 from orgbill.stripe_sync.router import router as stripe_webhook_router
 from orgbill.usage.router import router as usage_router
+from orgbill.webhooks_out.dispatcher import Dispatcher
+from orgbill.webhooks_out.router import router as webhooks_out_router
 
 API_PREFIX = "/api/v1"
 _READY_CACHE_SECONDS = 1.0
@@ -64,9 +66,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database.from_settings(settings)
         app.state.database = database
         app.state.api_key_usage = ApiKeyUsageRecorder(database)
+        dispatcher = None
+        if settings.webhook_dispatch:
+            # Outbound webhooks are delivered from every server process (see dispatcher.py).
+            dispatcher = Dispatcher(database, settings, catalog_store)
+            await dispatcher.start()
+        app.state.webhook_dispatcher = dispatcher
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await dispatcher.stop()
             await app.state.api_key_usage.drain()
             if redis is not None:
                 await redis.aclose()
@@ -109,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         credit_checkout_router,
         credits_admin_router,
         decisions_router,
+        webhooks_out_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
 

@@ -136,6 +136,9 @@ _SERVICE_ERRORS: dict[str, dict[int, tuple[str, ...]]] = {
     "check": {409: ("conflict",)},
     "commitReservation": {402: ("insufficient_credits",), 409: ("conflict",)},
     "releaseReservation": {409: ("conflict",)},
+    "createWebhookEndpoint": {400: ("bad_request",)},
+    "updateWebhookEndpoint": {400: ("bad_request",)},
+    "retryWebhookDelivery": {409: ("conflict",)},
 }
 # Responses that carry the quota headers (seed 004): the success of these, and quota refusals.
 _QUOTA_OPERATIONS = frozenset({"getSubscription", "getUsage"})
@@ -182,6 +185,7 @@ class _RouteFacts:
     org_from_header: bool = False
     has_body: bool = False
     has_params: bool = False
+    paginated: bool = False
     path_params: list[str] = field(default_factory=list)
 
 
@@ -207,6 +211,7 @@ def _route_facts(route: APIRoute) -> _RouteFacts:
         facts.org_in_path or facts.org_from_header or facts.users_only or "get_principal" in names
     )
     facts.has_body = route.body_field is not None
+    facts.paginated = "page_params" in names
     facts.path_params = [p.name for d in dependants for p in d.path_params]
     facts.has_params = any(
         d.path_params or d.query_params or d.header_params or d.cookie_params for d in dependants
@@ -230,6 +235,8 @@ def _error_statuses(route: APIRoute, facts: _RouteFacts) -> dict[int, tuple[str,
         add(400, "bad_request")  # a user token without X-Organization-Id
     if facts.path_params:
         add(404, "not_found")
+    if facts.paginated:
+        add(400, "bad_request")  # a malformed or tampered cursor
     if facts.has_body:
         add(400, "bad_request")
         add(413, "payload_too_large")

@@ -11,7 +11,6 @@ from orgbill.auth.dependencies import SessionDep, SettingsDep, SuperadminDep
 from orgbill.kit.pagination import Page, PageParams, build_page, page_params
 from orgbill.kit.routing import TransactionalRoute
 from orgbill.organizations import schemas as org_schemas
-from orgbill.organizations import service as org_service
 from orgbill.plans.dependencies import CatalogStoreDep
 
 router = APIRouter(prefix="/admin", route_class=TransactionalRoute, tags=["admin"])
@@ -35,8 +34,7 @@ async def admin_update_organization(
     session: SessionDep,
     store: CatalogStoreDep,
 ) -> org_schemas.Organization:
-    org = await service.update_organization(session, admin, org_id, body)
-    return await org_service.describe_organization(session, org, store)
+    return await service.update_organization(session, admin, org_id, body, store)
 
 
 @router.get("/audit-log")
@@ -59,13 +57,13 @@ async def put_enterprise_contract(
     session: SessionDep,
     store: CatalogStoreDep,
 ) -> schemas.EnterpriseContract:
-    contract = await service.put_contract(session, admin, org_id, body, store.catalog)
+    contract = await service.put_contract(session, admin, org_id, body, store)
     return service.contract_schema(contract)
 
 
 @router.delete("/organizations/{org_id}/enterprise", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_enterprise_contract(
-    org_id: uuid.UUID, admin: SuperadminDep, session: SessionDep
+    org_id: uuid.UUID, admin: SuperadminDep, session: SessionDep, store: CatalogStoreDep
 ) -> Response:
-    await service.delete_contract(session, admin, org_id)
+    await service.delete_contract(session, admin, org_id, store)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -12,11 +12,16 @@ from orgbill.audit import repository as audit
 from orgbill.auth.jwt import issue_token
 from orgbill.auth.principal import UserPrincipal
 from orgbill.config import Settings
-from orgbill.entitlements.resolver import ContractInput, contract_active
+from orgbill.entitlements import service as entitlements
+from orgbill.entitlements.resolver import ContractInput, EffectivePlan, contract_active
 from orgbill.errors import BadRequest, NotFound
 from orgbill.kit.time import utcnow
 from orgbill.models import EnterpriseContract, Organization, OrganizationStatus
-from orgbill.plans.catalog import Catalog
+from orgbill.organizations import schemas as org_schemas
+from orgbill.organizations import service as org_service
+from orgbill.plans.store import CatalogStore
+from orgbill.webhooks_out import outbox
+from orgbill.webhooks_out.events import EventType
 
 
 async def get_live_org(session: AsyncSession, org_id: uuid.UUID) -> Organization:
@@ -46,13 +51,21 @@ async def impersonate(
     return schemas.ImpersonationToken(access_token=token, expires_in=ttl, org_id=org_id)
 
 
+async def _plan_now(session: AsyncSession, org: Organization, store: CatalogStore) -> EffectivePlan:
+    return await entitlements.effective_plan(session, org, store, utcnow())
+
+
 async def update_organization(
     session: AsyncSession,
     admin: UserPrincipal,
     org_id: uuid.UUID,
     data: schemas.AdminOrganizationUpdate,
-) -> Organization:
+    store: CatalogStore,
+) -> org_schemas.Organization:
+    """Applies the change and emits its events: organization.suspended / reactivated for a
+    status change, organization.updated for any other, plan_changed if the plan moved."""
     org = await get_live_org(session, org_id)
+    before = await _plan_now(session, org, store)
     requested = data.model_dump(exclude_unset=True)
     if "status" in requested and "is_suspended" in requested:
         wanted = OrganizationStatus.SUSPENDED if data.is_suspended else OrganizationStatus.ACTIVE
@@ -82,7 +95,21 @@ async def update_organization(
             organization_id=org.id,
             details={"changes": changes},
         )
-    return org
+    described = await org_service.describe_organization(session, org, store)
+    if "status" in changes:
+        suspended = changes["status"]["to"] == OrganizationStatus.SUSPENDED
+        await org_service.emit_organization_event(
+            session,
+            EventType.ORGANIZATION_SUSPENDED if suspended else EventType.ORGANIZATION_REACTIVATED,
+            described,
+        )
+    if set(changes) - {"status"}:
+        await org_service.emit_organization_event(
+            session, EventType.ORGANIZATION_UPDATED, described
+        )
+    if changes:
+        await outbox.announce_plan(session, org.id, await _plan_now(session, org, store), before)
+    return described
 
 
 # Enterprise contracts
@@ -120,13 +147,14 @@ async def put_contract(
     admin: UserPrincipal,
     org_id: uuid.UUID,
     data: schemas.EnterpriseContractPut,
-    catalog: Catalog,
+    store: CatalogStore,
 ) -> EnterpriseContract:
-    await get_live_org(session, org_id)
-    if data.plan_code not in catalog.plans:
+    org = await get_live_org(session, org_id)
+    if data.plan_code not in store.catalog.plans:
         raise BadRequest(f"Unknown plan '{data.plan_code}'")
     contract = await repository.get_contract(session, org_id)
     before = _contract_state(contract)
+    plan_before = await _plan_now(session, org, store)
     now = utcnow()
     if contract is None:
         contract = EnterpriseContract(
@@ -149,15 +177,19 @@ async def put_contract(
         organization_id=org_id,
         details={"from": before, "to": _contract_state(contract)},
     )
+    await outbox.announce_plan(session, org_id, await _plan_now(session, org, store), plan_before)
     return contract
 
 
-async def delete_contract(session: AsyncSession, admin: UserPrincipal, org_id: uuid.UUID) -> None:
-    await get_live_org(session, org_id)
+async def delete_contract(
+    session: AsyncSession, admin: UserPrincipal, org_id: uuid.UUID, store: CatalogStore
+) -> None:
+    org = await get_live_org(session, org_id)
     contract = await repository.get_contract(session, org_id)
     if contract is None:
         raise NotFound("This organization has no enterprise contract")
     before = _contract_state(contract)
+    plan_before = await _plan_now(session, org, store)
     await repository.delete_contract(session, org_id)
     await audit.record(
         session,
@@ -166,3 +198,4 @@ async def delete_contract(session: AsyncSession, admin: UserPrincipal, org_id: u
         organization_id=org_id,
         details={"from": before},
     )
+    await outbox.announce_plan(session, org_id, await _plan_now(session, org, store), plan_before)

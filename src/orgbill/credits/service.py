@@ -28,6 +28,7 @@ from orgbill.kit.time import isoformat_z
 from orgbill.models import CreditEntryKind, CreditGrantKind, CreditLedgerEntry, Organization
 from orgbill.reservations import repository as reservations
 from orgbill.reservations.repository import CREDITS_METRIC
+from orgbill.webhooks_out import outbox
 
 
 def max_credits(plan: EffectivePlan) -> int | None:
@@ -295,11 +296,15 @@ async def consume(
     # and its key stays free for a retry.
     held = await reservations.held_quantity(session, org_id, CREDITS_METRIC, now)
     ensure_covers(unit.total, held, body.amount)
-    return await _spend(session, unit, body.amount)
+    return await _spend(session, unit, body.amount, plan)
 
 
-async def _spend(session: AsyncSession, unit: _Unit, amount: Decimal) -> Decimal:
-    """Draws `amount` (already checked) from the grants in draw order and closes the unit."""
+async def _spend(
+    session: AsyncSession, unit: _Unit, amount: Decimal, plan: EffectivePlan
+) -> Decimal:
+    """Draws `amount` (already checked) from the grants in draw order and closes the unit;
+    emits credits.low when this took the balance below 10% of max_credits."""
+    before = unit.total
     draws, unit.live = ledger.draws_for(unit.live, amount)
     for draw in draws:
         if not await repository.draw_from_grant(session, unit.org_id, draw.grant_id, draw.amount):
@@ -307,6 +312,7 @@ async def _spend(session: AsyncSession, unit: _Unit, amount: Decimal) -> Decimal
     new_balance = await _close(session, unit, -amount)
     if new_balance is None:  # the balance row disagrees with the grants
         raise _changed()
+    await outbox.credits_low(session, unit.org_id, before, new_balance, max_credits(plan))
     return new_balance
 
 
@@ -346,7 +352,7 @@ async def consume_reserved(
         raise Conflict(f"Credits keyed {idempotency_key!r} were already consumed")
     if amount > unit.total:
         raise InsufficientCredits(f"Not enough credits to commit {amount} held credits")
-    return await _spend(session, unit, amount)
+    return await _spend(session, unit, amount, plan)
 
 
 async def _check_replay(

@@ -18,13 +18,13 @@ UTCDatetime = Annotated[
 ]
 
 
-def _decimal_number(value: Decimal) -> int | float:
+def decimal_number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
 # Credits are exact decimals in the database and plain JSON numbers on the wire.
 DecimalNumber = Annotated[
-    Decimal, PlainSerializer(_decimal_number, return_type=int | float, when_used="json")
+    Decimal, PlainSerializer(decimal_number, return_type=int | float, when_used="json")
 ]
 
 

@@ -17,6 +17,10 @@ from orgbill.models.subscription import Subscription
 from orgbill.models.usage_event import UsageEvent
 from orgbill.models.usage_total import UsageTotal
 from orgbill.models.user import User
+from orgbill.models.webhook_delivery import WebhookDelivery, WebhookDeliveryStatus
+from orgbill.models.webhook_endpoint import WebhookEndpoint
+from orgbill.models.webhook_event import WebhookEvent
+from orgbill.models.webhook_plan_announcement import WebhookPlanAnnouncement
 
 __all__ = [
     "ApiKey",
@@ -42,4 +46,9 @@ __all__ = [
     "UsageEvent",
     "UsageTotal",
     "User",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookPlanAnnouncement",
 ]

@@ -37,8 +37,8 @@ Paging = Annotated[PageParams, Depends(page_params)]
 async def create_organization(
     body: schemas.OrganizationCreate, user: UserDep, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.Organization:
-    org = await service.create_organization(session, user.user, body)
-    return await service.describe_organization(session, org, store)
+    _, described = await service.create_organization(session, user.user, body, store)
+    return described
 
 
 @router.get("/organizations")
@@ -88,8 +88,10 @@ async def update_organization(
 
 
 @router.delete("/organizations/{org_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_organization(access: DeleteOrg, session: SessionDep) -> Response:
-    await service.delete_organization(session, access)
+async def delete_organization(
+    access: DeleteOrg, session: SessionDep, store: CatalogStoreDep
+) -> Response:
+    await service.delete_organization(session, access, store)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

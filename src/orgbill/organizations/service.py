@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgbill.auth.permissions import Perm, allows
 from orgbill.auth.principal import (
     ApiKeyPrincipal,
+    ApiKeyRef,
     OrgAccess,
     Principal,
     UserPrincipal,
@@ -45,6 +46,8 @@ from orgbill.models import (
 from orgbill.organizations import repository, schemas
 from orgbill.plans.catalog import PlanDef
 from orgbill.plans.store import CatalogStore
+from orgbill.webhooks_out import outbox
+from orgbill.webhooks_out.events import EventType
 
 _SLUG_STRIP = re.compile(r"[^a-z0-9]+")
 
@@ -91,9 +94,39 @@ async def _key_prefix_for(session: AsyncSession, access: OrgAccess) -> str | Non
     return await repository.newest_active_key_prefix(session, access.organization.id)
 
 
+def organization_event_data(described: schemas.Organization) -> dict[str, object]:
+    """An organization.* event's data: the organization object as the API returns it."""
+    data: dict[str, object] = described.model_dump(mode="json")
+    data["organization_id"] = data["id"]
+    return data
+
+
+async def emit_organization_event(
+    session: AsyncSession, event_type: EventType, described: schemas.Organization
+) -> None:
+    await outbox.emit(session, event_type, described.id, organization_event_data(described))
+
+
+def _api_key_event_data(key: ApiKey | ApiKeyRef) -> dict[str, object]:
+    # The key's id and prefix, never the key.
+    return {
+        "organization_id": str(key.organization_id),
+        "id": str(key.id),
+        "prefix": key.prefix,
+        "name": key.name,
+    }
+
+
+async def _emit_key_created(session: AsyncSession, key: ApiKey) -> None:
+    await outbox.emit(
+        session, EventType.API_KEY_CREATED, key.organization_id, _api_key_event_data(key)
+    )
+
+
 async def create_organization(
-    session: AsyncSession, user: User, data: schemas.OrganizationCreate
-) -> Organization:
+    session: AsyncSession, user: User, data: schemas.OrganizationCreate, store: CatalogStore
+) -> tuple[Organization, schemas.Organization]:
+    """The new organization and its API shape (also the organization.created event's data)."""
     now = utcnow()
     base_slug = data.slug or _slugify(data.name)
     # A requested slug must be free; a derived one gets a short suffix until it is.
@@ -121,7 +154,9 @@ async def create_organization(
         Membership(organization_id=org.id, user_id=user.id, role=Role.OWNER, created_at=now)
     )
     await session.flush()
-    return org
+    described = await describe_organization(session, org, store)
+    await emit_organization_event(session, EventType.ORGANIZATION_CREATED, described)
+    return org, described
 
 
 async def list_organizations(
@@ -285,10 +320,14 @@ async def update_organization(
         org.partner_configuration = dict(data.partner_configuration or {})
     org.updated_at = utcnow()
     await session.flush()
-    return await get_organization(session, access, store)
+    described = await get_organization(session, access, store)
+    await emit_organization_event(session, EventType.ORGANIZATION_UPDATED, described)
+    return described
 
 
-async def delete_organization(session: AsyncSession, access: OrgAccess) -> None:
+async def delete_organization(
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
+) -> None:
     org = access.organization
     now = utcnow()
     org.status = OrganizationStatus.DELETED
@@ -296,6 +335,8 @@ async def delete_organization(session: AsyncSession, access: OrgAccess) -> None:
     org.updated_at = now
     await repository.revoke_api_keys(session, org.id, now)
     await session.flush()
+    described = await describe_organization(session, org, store)
+    await emit_organization_event(session, EventType.ORGANIZATION_DELETED, described)
 
 
 # Members
@@ -432,6 +473,7 @@ async def create_api_key(
     )
     session.add(key)
     await session.flush()
+    await _emit_key_created(session, key)
     return schemas.ApiKeyCreated(**api_key_schema(key).model_dump(), key=plaintext)
 
 
@@ -441,6 +483,7 @@ async def create_initial_api_key(
     key, plaintext = _new_key(settings, org.id, name, None, None)
     session.add(key)
     await session.flush()
+    await _emit_key_created(session, key)
     return key, plaintext
 
 
@@ -448,8 +491,12 @@ async def revoke_api_key(session: AsyncSession, access: OrgAccess, key_id: uuid.
     key = await repository.get_api_key(session, access.organization.id, key_id)
     if key is None:
         raise NotFound("API key not found")
-    if key.revoked_at is None:
-        await repository.revoke_api_keys(session, access.organization.id, utcnow(), key_id=key_id)
+    if key.revoked_at is None and await repository.revoke_api_keys(
+        session, access.organization.id, utcnow(), key_id=key_id
+    ):
+        await outbox.emit(
+            session, EventType.API_KEY_REVOKED, key.organization_id, _api_key_event_data(key)
+        )
 
 
 async def regenerate_key(
@@ -468,9 +515,13 @@ async def regenerate_key(
     )
     if revoked != 1:
         raise Unauthorized("This API key was revoked")
+    await outbox.emit(
+        session, EventType.API_KEY_REVOKED, old.organization_id, _api_key_event_data(old)
+    )
     key, plaintext = _new_key(settings, access.organization.id, old.name, None, old.expires_at)
     session.add(key)
     await session.flush()
+    await _emit_key_created(session, key)
     org = access.organization
     return schemas.RegeneratedKey(
         id=org.id,

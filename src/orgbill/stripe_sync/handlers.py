@@ -22,9 +22,9 @@ from orgbill.credits import service as credits_service
 from orgbill.entitlements.repository import load_plan_inputs
 from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.entitlements.service import resolve_with
-from orgbill.kit.time import utcnow
+from orgbill.kit.time import isoformat_z, utcnow
 from orgbill.models import Organization, StripeEventStatus
-from orgbill.plans.catalog import Catalog
+from orgbill.plans.catalog import Catalog, PlanDef
 from orgbill.stripe_sync import mappers, repository
 from orgbill.stripe_sync.mappers import (
     CheckoutSnapshot,
@@ -34,6 +34,8 @@ from orgbill.stripe_sync.mappers import (
     PriceRef,
     SubscriptionSnapshot,
 )
+from orgbill.webhooks_out import outbox
+from orgbill.webhooks_out.events import EventType
 
 Change = Literal[
     "created", "updated", "unchanged", "linked", "unlinked", "stale", "unmatched", "ignored"
@@ -169,6 +171,7 @@ async def apply_subscription(
             )
             return Outcome("unmatched", message)
         now = utcnow()
+        plan_before = await _plan_of(session, org_id, catalog, now)
         created = await repository.insert_subscription(
             session,
             {
@@ -186,6 +189,15 @@ async def apply_subscription(
         ):
             linked = snapshot.stripe_customer_id
         if created:
+            await _subscription_changed(
+                session,
+                org_id,
+                created,
+                {**values, "stripe_subscription_id": sub_id},
+                plan,
+                catalog,
+                plan_before,
+            )
             return Outcome("created", f"{described} created", org_id, linked)
         # A concurrent first event inserted it between our read and insert: order against it.
         row = await repository.lock_subscription(session, sub_id)
@@ -196,19 +208,69 @@ async def apply_subscription(
         observed_at, row.stripe_event_created, stage, _subscription_stage(row.status)
     ):
         return Outcome("stale", f"{described}: a newer state is already applied", org_id)
+    plan_before = await _plan_of(session, org_id, catalog, utcnow())
     changed = _assign(row, values)
     row.stripe_event_created = observed_at
     if changed:
         row.updated_at = utcnow()
     await session.flush()
     if changed:
+        await _subscription_changed(
+            session,
+            org_id,
+            row.id,
+            {**values, "stripe_subscription_id": sub_id},
+            plan,
+            catalog,
+            plan_before,
+        )
         return Outcome("updated", f"{described} updated", org_id)
     return Outcome("unchanged", f"{described} unchanged", org_id)
 
 
+def _timestamp(value: datetime | None) -> str | None:
+    return isoformat_z(value) if value is not None else None
+
+
+async def _subscription_changed(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    values: dict[str, Any],
+    plan: PlanDef | None,
+    catalog: Catalog,
+    plan_before: EffectivePlan,
+) -> None:
+    """subscription.updated (the subscription as GET /billing/subscription shows it), and
+    organization.plan_changed if the effective plan moved."""
+    await outbox.emit(
+        session,
+        EventType.SUBSCRIPTION_UPDATED,
+        org_id,
+        {
+            "organization_id": str(org_id),
+            "id": str(subscription_id),
+            "stripe_subscription_id": values["stripe_subscription_id"],
+            "plan": plan.code if plan else None,
+            "status": values["status"],
+            "current_period_start": _timestamp(values["current_period_start"]),
+            "current_period_end": _timestamp(values["current_period_end"]),
+            "cancel_at_period_end": values["cancel_at_period_end"],
+        },
+    )
+    plan_after = await _plan_of(session, org_id, catalog, utcnow())
+    await outbox.announce_plan(session, org_id, plan_after, plan_before)
+
+
 async def apply_invoice(
-    session: AsyncSession, snapshot: InvoiceSnapshot, observed_at: datetime
+    session: AsyncSession,
+    snapshot: InvoiceSnapshot,
+    observed_at: datetime,
+    *,
+    payment_failed: bool = False,
 ) -> Outcome:
+    """`payment_failed`: the snapshot comes from an invoice.payment_failed event (the invoice
+    stays open, so only the event says so): emits invoice.payment_failed unless stale."""
     invoice_id = snapshot.stripe_invoice_id
     values: dict[str, Any] = {
         "stripe_customer_id": snapshot.stripe_customer_id,
@@ -251,6 +313,8 @@ async def apply_invoice(
             },
         )
         if created:
+            data = _invoice_data(org_id, created, invoice_id, values, snapshot.created)
+            await _invoice_events(session, org_id, data, None, payment_failed)
             return Outcome("created", f"{described} created", org_id)
         row = await repository.lock_invoice(session, invoice_id)
         assert row is not None
@@ -260,12 +324,56 @@ async def apply_invoice(
         observed_at, row.stripe_event_created, stage, _INVOICE_STAGE.get(row.status or "", 0)
     ):
         return Outcome("stale", f"{described}: a newer state is already applied", org_id)
+    status_before = row.status
     changed = _assign(row, values)
     row.stripe_event_created = observed_at
     await session.flush()
+    data = _invoice_data(org_id, row.id, invoice_id, values, row.created_at)
+    await _invoice_events(session, org_id, data, status_before, payment_failed)
     if changed:
         return Outcome("updated", f"{described} updated", org_id)
     return Outcome("unchanged", f"{described} unchanged", org_id)
+
+
+def _invoice_data(
+    org_id: uuid.UUID,
+    invoice_row_id: uuid.UUID,
+    stripe_invoice_id: str,
+    values: dict[str, Any],
+    created_at: datetime,
+) -> dict[str, Any]:
+    """An invoice as GET /billing/invoices shows it, with its organization."""
+    return {
+        "organization_id": str(org_id),
+        "id": str(invoice_row_id),
+        "stripe_invoice_id": stripe_invoice_id,
+        "stripe_subscription_id": values["stripe_subscription_id"],
+        "amount": values["total"],
+        "amount_due": values["amount_due"],
+        "amount_paid": values["amount_paid"],
+        "currency": values["currency"],
+        "status": values["status"],
+        "invoice_pdf": values["invoice_pdf"],
+        "hosted_invoice_url": values["hosted_invoice_url"],
+        "period_start": _timestamp(values["period_start"]),
+        "period_end": _timestamp(values["period_end"]),
+        "created_at": _timestamp(created_at),
+    }
+
+
+async def _invoice_events(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    data: dict[str, Any],
+    status_before: str | None,
+    payment_failed: bool,
+) -> None:
+    # invoice.paid once, when the mirrored invoice first becomes paid (whichever event or
+    # reconciliation brings it there).
+    if data["status"] == "paid" and status_before != "paid":
+        await outbox.emit(session, EventType.INVOICE_PAID, org_id, data)
+    if payment_failed:
+        await outbox.emit(session, EventType.INVOICE_PAYMENT_FAILED, org_id, data)
 
 
 async def apply_customer(
@@ -363,7 +471,12 @@ async def _on_subscription(
 
 
 async def _on_invoice(session: AsyncSession, event: EventEnvelope, _: Catalog) -> Outcome:
-    return await apply_invoice(session, mappers.invoice_snapshot(event.object), event.created)
+    return await apply_invoice(
+        session,
+        mappers.invoice_snapshot(event.object),
+        event.created,
+        payment_failed=event.type == "invoice.payment_failed",
+    )
 
 
 async def _on_customer(session: AsyncSession, event: EventEnvelope, _: Catalog) -> Outcome:

@@ -222,14 +222,15 @@ async def lock_subscription(session: AsyncSession, stripe_id: str) -> Subscripti
     return await session.scalar(stmt)
 
 
-async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> bool:
+async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
+    """The new row's id; None when it already existed."""
     stmt = (
         upsert_insert(session, Subscription)
         .values(id=uuid.uuid4(), **values)
         .on_conflict_do_nothing(index_elements=[Subscription.stripe_subscription_id])
         .returning(Subscription.id)
     )
-    return await session.scalar(stmt) is not None
+    return await session.scalar(stmt)
 
 
 async def subscription_organization(session: AsyncSession, stripe_id: str) -> uuid.UUID | None:
@@ -252,14 +253,15 @@ async def lock_invoice(session: AsyncSession, stripe_id: str) -> Invoice | None:
     return await session.scalar(stmt)
 
 
-async def insert_invoice(session: AsyncSession, values: dict[str, Any]) -> bool:
+async def insert_invoice(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
+    """The new row's id; None when it already existed."""
     stmt = (
         upsert_insert(session, Invoice)
         .values(id=uuid.uuid4(), **values)
         .on_conflict_do_nothing(index_elements=[Invoice.stripe_invoice_id])
         .returning(Invoice.id)
     )
-    return await session.scalar(stmt) is not None
+    return await session.scalar(stmt)
 
 
 async def list_invoices(

@@ -28,6 +28,7 @@ from orgbill.plans.catalog import Catalog, Meter
 from orgbill.plans.store import CatalogStore
 from orgbill.reservations import repository as reservations
 from orgbill.usage import repository, schemas
+from orgbill.webhooks_out import outbox
 
 # Clients' clocks drift; more than this ahead of ours is a bug, not drift.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -289,6 +290,11 @@ async def record_events(
                 await _refuse_over_quota(session, access, plan, catalog, meter, delta, applied, now)
         applied[(metric, period_start)] = delta
         in_current_period = period_start in (current.start, GAUGE_EPOCH)
+        if in_current_period and delta > 0:
+            # Rolled back with the batch if a later check refuses it.
+            await outbox.usage_thresholds(
+                session, org_id, metric, total - delta, total, limit, current
+            )
         if in_current_period and limit is not None and ceiling is not None:
             raised[metric] = (meter, total, limit)
         if in_current_period and (warning := _warning(meter, total, limit, current)):
