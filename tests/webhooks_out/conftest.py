@@ -3,11 +3,13 @@ sweep, backoff and retry window), and a real receiver on loopback."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from fastapi import FastAPI
 
 from orgbill.config import Settings
+from tests.fixtures.app import running_app
 from tests.fixtures.databases import migrated_settings
 from tests.fixtures.webhook_receiver import Receiver, webhook_receiver
 
@@ -21,13 +23,26 @@ FAST_DISPATCH = {
 
 
 @pytest.fixture(scope="session")
-def settings(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    # Overrides the suite's `settings` for this directory: the session `app` built on it
-    # runs its dispatcher with these timings.
+def webhook_settings(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     with migrated_settings(
         backend, tmp_path_factory.mktemp(f"webhooks-{backend}"), **FAST_DISPATCH
     ) as migrated:
         yield migrated
+
+
+# `settings` and `app` are overridden together for this directory: an override of `settings`
+# alone would leak into the suite's session `app` (built once, from whichever `settings` asked
+# first) and so into every other directory's tests.
+@pytest.fixture(scope="session")
+def settings(webhook_settings: Settings) -> Settings:
+    return webhook_settings
+
+
+@pytest.fixture(scope="session")
+async def app(webhook_settings: Settings) -> AsyncIterator[FastAPI]:
+    # Its dispatcher runs with the fast timings above.
+    async with running_app(webhook_settings) as application:
+        yield application
 
 
 @pytest.fixture(scope="session")
