@@ -54,6 +54,10 @@ _SUBSCRIPTION_STAGE = {
 }
 
 
+# The same ranking for the database's side of the one-statement ordered update.
+_SUBSCRIPTION_STAGES = tuple(_SUBSCRIPTION_STAGE.items())
+
+
 def _subscription_stage(status: str) -> int:
     # Any other status (including one Stripe adds later) is a live one.
     return _SUBSCRIPTION_STAGE.get(status, _SUBSCRIPTION_LIVE)
@@ -158,6 +162,15 @@ async def apply_subscription(
     }
     plan = catalog.plan_for_price(*price.refs) if price else None
     described = f"subscription {sub_id} ({snapshot.status}, plan {plan.code if plan else '-'})"
+    stage = _subscription_stage(snapshot.status)
+    # The usual case, an object we mirror moving on: ordering check and write in one statement.
+    updated = await repository.update_subscription_if_newer(
+        session, sub_id, values, observed_at, stage, _SUBSCRIPTION_STAGES, _SUBSCRIPTION_LIVE
+    )
+    if updated is not None:
+        change: Change = "updated" if updated.changed else "unchanged"
+        return Outcome(change, f"{described} {change}", updated.organization_id)
+    # Not mirrored yet, or holding a newer state: decide under the row lock.
     row = await repository.lock_subscription(session, sub_id)
     if row is None:
         org_id = await _organization_for(
@@ -191,7 +204,6 @@ async def apply_subscription(
         row = await repository.lock_subscription(session, sub_id)
         assert row is not None
     org_id = row.organization_id
-    stage = _subscription_stage(snapshot.status)
     if not supersedes(
         observed_at, row.stripe_event_created, stage, _subscription_stage(row.status)
     ):

@@ -12,7 +12,7 @@ from orgbill.errors import error_response
 from orgbill.kit.metrics import STRIPE_EVENTS
 from orgbill.kit.routing import TransactionalRoute
 from orgbill.plans.dependencies import CatalogStoreDep
-from orgbill.stripe_sync import schemas, webhooks
+from orgbill.stripe_sync import schemas, signature, webhooks
 
 router = APIRouter(route_class=TransactionalRoute, tags=["stripe"])
 
@@ -25,9 +25,18 @@ async def receive_stripe_webhook(
     store: CatalogStoreDep,
     stripe_signature: Annotated[str | None, Header(include_in_schema=True)] = None,
 ) -> schemas.WebhookAck | JSONResponse:
-    # The raw bytes, exactly as signed: never a re-serialised body.
-    raw_body = await request.body()
-    delivery = await webhooks.receive(session, raw_body, stripe_signature, settings, store)
+    # The raw bytes, exactly as signed: never a re-serialised body. The caller middleware
+    # read and verified them already unless the signature failed (then verified here: a 400).
+    verified = signature.verified_body(request.scope)
+    raw_body = verified if verified is not None else await request.body()
+    delivery = await webhooks.receive(
+        session,
+        raw_body,
+        stripe_signature,
+        settings,
+        store,
+        signature_verified=verified is not None,
+    )
     STRIPE_EVENTS.labels(delivery.event.type, delivery.event.status).inc()
     if delivery.failed:
         # Returned, not raised: the route class then commits the `failed` stamp (the event's
