@@ -16,10 +16,9 @@ from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, case, column, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
-from orgbill.kit.sql import upsert_insert
+from orgbill.kit.sql import insert_ignoring_conflict, upsert_insert
 from orgbill.kit.time import utcnow
 from orgbill.models import (
     Invoice,
@@ -146,19 +145,23 @@ async def lock_event(
     return await session.scalar(stmt.execution_options(populate_existing=True))
 
 
+# Statements on the webhook path are built once (bound parameters), so each execution skips
+# building the expression and its cache key.
+_LOCK_KEPT_EVENTS = (
+    select(StripeEvent)
+    .where(
+        StripeEvent.stripe_customer_id == bindparam("customer_id"),
+        StripeEvent.status == StripeEventStatus.UNMATCHED,
+    )
+    .order_by(StripeEvent.event_created_at, StripeEvent.created_at, StripeEvent.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_kept_events(session: AsyncSession, customer_id: str) -> list[StripeEvent]:
     """The customer's events kept `unmatched`, oldest first (Stripe's order, then arrival)."""
-    stmt = (
-        select(StripeEvent)
-        .where(
-            StripeEvent.stripe_customer_id == customer_id,
-            StripeEvent.status == StripeEventStatus.UNMATCHED,
-        )
-        .order_by(StripeEvent.event_created_at, StripeEvent.created_at, StripeEvent.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return list((await session.scalars(stmt)).all())
+    return list((await session.scalars(_LOCK_KEPT_EVENTS, {"customer_id": customer_id})).all())
 
 
 async def list_events(
@@ -188,16 +191,20 @@ async def newer_event_applied(
 # Organizations and customer links
 
 
+_LIVE_ORGANIZATION_ID = select(Organization.id).where(
+    Organization.id == bindparam("org_id"), Organization.status != OrganizationStatus.DELETED
+)
+_ORGANIZATION_FOR_CUSTOMER = select(Organization.id).where(
+    Organization.stripe_customer_id == bindparam("customer_id")
+)
+
+
 async def live_organization_id(session: AsyncSession, org_id: uuid.UUID) -> uuid.UUID | None:
-    stmt = select(Organization.id).where(
-        Organization.id == org_id, Organization.status != OrganizationStatus.DELETED
-    )
-    return await session.scalar(stmt)
+    return await session.scalar(_LIVE_ORGANIZATION_ID, {"org_id": org_id})
 
 
 async def organization_for_customer(session: AsyncSession, customer_id: str) -> uuid.UUID | None:
-    stmt = select(Organization.id).where(Organization.stripe_customer_id == customer_id)
-    return await session.scalar(stmt)
+    return await session.scalar(_ORGANIZATION_FOR_CUSTOMER, {"customer_id": customer_id})
 
 
 async def customer_of(session: AsyncSession, org_id: uuid.UUID) -> str | None:
@@ -205,21 +212,28 @@ async def customer_of(session: AsyncSession, org_id: uuid.UUID) -> str | None:
     return await session.scalar(stmt)
 
 
+def _link_customer_statement() -> Any:
+    organization = Organization.__table__
+    other = organization.alias("other")
+    customer_id = bindparam("customer_id", type_=organization.c.stripe_customer_id.type)
+    return (
+        update(organization)
+        .where(
+            organization.c.id == bindparam("org_id"),
+            organization.c.stripe_customer_id.is_(None),
+            ~exists().where(other.c.stripe_customer_id == customer_id),
+        )
+        .values(stripe_customer_id=customer_id)
+    )
+
+
+_LINK_CUSTOMER = _link_customer_statement()
+
+
 async def link_customer(session: AsyncSession, org_id: uuid.UUID, customer_id: str) -> bool:
     """Link an unlinked org to a customer no other org holds. A link, once made, is kept:
     metadata on a later object never moves a paying customer to another org."""
-    other = aliased(Organization)
-    stmt = (
-        update(Organization)
-        .where(
-            Organization.id == org_id,
-            Organization.stripe_customer_id.is_(None),
-            ~exists().where(other.stripe_customer_id == customer_id),
-        )
-        .values(stripe_customer_id=customer_id)
-        .execution_options(synchronize_session=False)
-    )
-    result = await session.execute(stmt)
+    result = await session.execute(_LINK_CUSTOMER, {"org_id": org_id, "customer_id": customer_id})
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -237,14 +251,16 @@ async def unlink_customer(session: AsyncSession, customer_id: str) -> uuid.UUID 
 # Subscriptions
 
 
+_LOCK_SUBSCRIPTION = (
+    select(Subscription)
+    .where(Subscription.stripe_subscription_id == bindparam("stripe_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_subscription(session: AsyncSession, stripe_id: str) -> Subscription | None:
-    stmt = (
-        select(Subscription)
-        .where(Subscription.stripe_subscription_id == stripe_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return await session.scalar(stmt)
+    return await session.scalar(_LOCK_SUBSCRIPTION, {"stripe_id": stripe_id})
 
 
 # The columns a subscription's state sets (an event or a reconciliation read).
@@ -327,14 +343,15 @@ async def update_subscription_if_newer(
     return UpdatedSubscription(organization_id=row[0], changed=row[1] == now)
 
 
+_INSERT_SUBSCRIPTION = insert_ignoring_conflict(
+    Subscription.__table__, "stripe_subscription_id", "id"
+)
+
+
 async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> bool:
-    stmt = (
-        upsert_insert(session, Subscription)
-        .values(id=uuid.uuid4(), **values)
-        .on_conflict_do_nothing(index_elements=[Subscription.stripe_subscription_id])
-        .returning(Subscription.id)
-    )
-    return await session.scalar(stmt) is not None
+    """Inserts a subscription (`values`: every column but `id`); False when it exists."""
+    row = (await session.execute(_INSERT_SUBSCRIPTION, {"id": uuid.uuid4(), **values})).first()
+    return row is not None
 
 
 async def subscription_organization(session: AsyncSession, stripe_id: str) -> uuid.UUID | None:
