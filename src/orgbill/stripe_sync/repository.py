@@ -62,7 +62,6 @@ _RESTAMPED_COLUMNS = ("status", "outcome", "organization_id", "error", "processe
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     id: uuid.UUID
-    attempts: int
     # The plan catalog's revision, read in the same statement.
     catalog_revision: str | None
 
@@ -83,13 +82,13 @@ def _store_applied_statement() -> Any:
         f"ON CONFLICT ({table.c.stripe_event_id.name}) DO UPDATE SET {restamped}, "
         f"attempts = {table.name}.attempts + 1 "
         f"WHERE {table.name}.status = '{StripeEventStatus.FAILED.value}' "
-        f"RETURNING {table.c.id.name}, {table.c.attempts.name}, "
+        f"RETURNING {table.c.id.name}, "
         f"(SELECT {catalog.c.content_hash.name} FROM {catalog.name} WHERE id = {CATALOG_ROW_ID})"
     )
     return (
         text(sql)
         .bindparams(*(bindparam(name, type_=table.c[name].type) for name in _EVENT_COLUMNS))
-        .columns(table.c.id, table.c.attempts, column("catalog_revision", String()))
+        .columns(table.c.id, column("catalog_revision", String()))
     )
 
 
@@ -99,7 +98,7 @@ _STORE_APPLIED_EVENT = _store_applied_statement()
 async def store_applied_event(session: AsyncSession, values: dict[str, Any]) -> StoredEvent | None:
     """Stores an applied event (see _store_applied_statement); None when it is a duplicate."""
     row = (await session.execute(_STORE_APPLIED_EVENT, values)).first()
-    return StoredEvent(row[0], row[1], row[2]) if row else None
+    return StoredEvent(row[0], row[1]) if row else None
 
 
 async def record_failed_event(

@@ -37,13 +37,13 @@ async def receive_stripe_webhook(
         store,
         signature_verified=verified is not None,
     )
-    STRIPE_EVENTS.labels(delivery.event.type, delivery.event.status).inc()
+    STRIPE_EVENTS.labels(delivery.type, delivery.status).inc()
     if delivery.failed:
         # Returned, not raised: the route class then commits the `failed` stamp (the event's
         # own changes were rolled back to their savepoint) and Stripe retries on the 500.
         return error_response(500, "internal_error", "The event could not be applied; retry")
     return schemas.WebhookAck(
-        event_id=delivery.event.stripe_event_id,
-        status=delivery.event.status,
+        event_id=delivery.stripe_event_id,
+        status=delivery.status,
         duplicate=delivery.duplicate,
     )

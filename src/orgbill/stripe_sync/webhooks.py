@@ -39,12 +39,20 @@ _CATALOG_ATTEMPTS = 3
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    event: StripeEvent
+    """What one delivery came to: the event's inbox status (for a duplicate, as stored)."""
+
+    stripe_event_id: str
+    type: str
+    status: str
     duplicate: bool
+
+    @classmethod
+    def of(cls, row: StripeEvent, *, duplicate: bool) -> Delivery:
+        return cls(row.stripe_event_id, row.type, row.status, duplicate)
 
     @property
     def failed(self) -> bool:
-        return self.event.status == StripeEventStatus.FAILED
+        return self.status == StripeEventStatus.FAILED
 
 
 def _parse(raw: bytes) -> tuple[EventEnvelope, dict[str, Any]]:
@@ -158,13 +166,12 @@ async def receive(
             failed = await repository.record_failed_event(session, values, _error_text(exc))
             if failed is None:
                 return await _duplicate(session, event.id)
-            return Delivery(event=failed, duplicate=False)
+            return Delivery.of(failed, duplicate=False)
         if stored is None:
             await session.rollback()
             return await _duplicate(session, event.id)
         if stored.catalog_revision == revision:
-            row = StripeEvent(id=stored.id, **{**values, **stamped, "attempts": stored.attempts})
-            return Delivery(event=row, duplicate=False)
+            return Delivery(event.id, event.type, outcome.event_status, duplicate=False)
         await session.rollback()
         catalog = await store.current(session, stored.catalog_revision)
         revision = store.revision
@@ -176,7 +183,7 @@ async def _duplicate(session: AsyncSession, stripe_event_id: str) -> Delivery:
     row = await repository.find_event(session, stripe_event_id)
     if row is None:  # deleted in between; treat as new next time
         raise Unavailable("Event inbox changed concurrently; retry")
-    return Delivery(event=row, duplicate=True)
+    return Delivery.of(row, duplicate=True)
 
 
 # Admin
