@@ -170,17 +170,10 @@ async def apply_subscription(
     if updated is not None:
         change: Change = "updated" if updated.changed else "unchanged"
         return Outcome(change, f"{described} {change}", updated.organization_id)
-    # Not mirrored yet, or holding a newer state: decide under the row lock.
-    row = await repository.lock_subscription(session, sub_id)
-    if row is None:
-        org_id = await _organization_for(
-            session, snapshot.organization_id, snapshot.stripe_customer_id
-        )
-        if org_id is None:
-            message = _no_org(
-                "subscription", sub_id, snapshot.organization_id, snapshot.stripe_customer_id
-            )
-            return Outcome("unmatched", message)
+    # Not mirrored yet (the insert below creates it), or holding a newer state (the insert
+    # meets it at the unique constraint): then decide under the row lock.
+    org_id = await _organization_for(session, snapshot.organization_id, snapshot.stripe_customer_id)
+    if org_id is not None:
         now = utcnow()
         created = await repository.insert_subscription(
             session,
@@ -193,16 +186,19 @@ async def apply_subscription(
                 "updated_at": now,
             },
         )
-        linked = None
-        if snapshot.stripe_customer_id and await repository.link_customer(
-            session, org_id, snapshot.stripe_customer_id
-        ):
-            linked = snapshot.stripe_customer_id
         if created:
+            linked = None
+            if snapshot.stripe_customer_id and await repository.link_customer(
+                session, org_id, snapshot.stripe_customer_id
+            ):
+                linked = snapshot.stripe_customer_id
             return Outcome("created", f"{described} created", org_id, linked)
-        # A concurrent first event inserted it between our read and insert: order against it.
-        row = await repository.lock_subscription(session, sub_id)
-        assert row is not None
+    row = await repository.lock_subscription(session, sub_id)
+    if row is None:
+        message = _no_org(
+            "subscription", sub_id, snapshot.organization_id, snapshot.stripe_customer_id
+        )
+        return Outcome("unmatched", message)
     org_id = row.organization_id
     if not supersedes(
         observed_at, row.stripe_event_created, stage, _subscription_stage(row.status)
