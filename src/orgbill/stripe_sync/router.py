@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from orgbill.auth.dependencies import SessionDep, SettingsDep
 from orgbill.errors import error_response
@@ -24,7 +24,7 @@ async def receive_stripe_webhook(
     settings: SettingsDep,
     store: CatalogStoreDep,
     stripe_signature: Annotated[str | None, Header(include_in_schema=True)] = None,
-) -> schemas.WebhookAck | JSONResponse:
+) -> Response:
     # The raw bytes, exactly as signed: never a re-serialised body. The caller middleware
     # read and verified them already unless the signature failed (then verified here: a 400).
     verified = signature.verified_body(request.scope)
@@ -42,8 +42,8 @@ async def receive_stripe_webhook(
         # Returned, not raised: the route class then commits the `failed` stamp (the event's
         # own changes were rolled back to their savepoint) and Stripe retries on the 500.
         return error_response(500, "internal_error", "The event could not be applied; retry")
-    return schemas.WebhookAck(
-        event_id=delivery.stripe_event_id,
-        status=delivery.status,
-        duplicate=delivery.duplicate,
+    ack = schemas.WebhookAck(
+        event_id=delivery.stripe_event_id, status=delivery.status, duplicate=delivery.duplicate
     )
+    # Serialised once here: returned as the model, FastAPI would validate it again first.
+    return Response(ack.model_dump_json(), media_type="application/json")
