@@ -267,54 +267,42 @@ def main() -> int:
             "BENCH_STRIPE_SECRET": SECRET,
         }
         results: dict[str, list[dict[str, float]]] = {"orgbill": [], "floor": []}
-        pids: list[int] = []
         processed = 0
-        with contextlib.ExitStack() as stack:
-            ports = {
-                "orgbill": stack.enter_context(
-                    uvicorn_server("orgbill.main:app", _environment(settings), pids=pids)
-                )
-            }
-            if not args.no_floor:
-                ports["floor"] = stack.enter_context(
-                    uvicorn_server("bench.apps:stripe_floor", floor_env, factory=True, pids=pids)
-                )
-            pid_of = dict(zip(ports, pids, strict=True))
-            # Warm-up (not measured): each app opens its connections and prepares its
-            # statements, as a server in service has long done.
-            for side in ports:
-                port = int(ports[side].rsplit(":", 1)[1])
-                chains, last_status = _chains(
-                    99,
-                    (org_ids or [str(uuid.uuid4())] * args.subscriptions)[: args.concurrency],
-                    per_sub,
-                    int(time.time()),
-                )
-                asyncio.run(_send_all(port, chains, args.concurrency))
-                if side == "orgbill":
-                    processed += per_sub * len(chains)
-            for round_no in range(args.rounds):
-                order = list(ports) if round_no % 2 == 0 else list(reversed(ports))
-                for side in order:
-                    port = int(ports[side].rsplit(":", 1)[1])
-                    chains, last_status = _chains(
-                        round_no,
-                        org_ids or [str(uuid.uuid4())] * args.subscriptions,
-                        per_sub,
-                        int(time.time()),
+        servers = {"orgbill": ("orgbill.main:app", _environment(settings), False)}
+        if not args.no_floor:
+            servers["floor"] = ("bench.apps:stripe_floor", floor_env, True)
+        orgs = org_ids or [str(uuid.uuid4())] * args.subscriptions
+        warmups = 0
+        for round_no in range(args.rounds):
+            order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
+            for side in order:
+                # One server at a time: PostgreSQL's 100 connections are shared with others.
+                app, env, factory = servers[side]
+                pids: list[int] = []
+                with uvicorn_server(app, env, factory=factory, pids=pids) as base:
+                    port = int(base.rsplit(":", 1)[1])
+                    # Warm-up (not measured): the app opens its connections and prepares its
+                    # statements, as a server in service has long done.
+                    warmups += 1
+                    warm, _ = _chains(
+                        50 + warmups, orgs[: args.concurrency], per_sub, int(time.time())
                     )
+                    asyncio.run(_send_all(port, warm, args.concurrency))
+                    if side == "orgbill":
+                        processed += per_sub * len(warm)
+                    chains, last_status = _chains(round_no, orgs, per_sub, int(time.time()))
                     total = per_sub * len(chains)
                     spy = args.py_spy if side == "orgbill" and round_no == 0 else None
-                    cpu_before = _cpu_seconds(pid_of[side])
-                    with _py_spy(pid_of[side], spy):
+                    cpu_before = _cpu_seconds(pids[0])
+                    with _py_spy(pids[0], spy):
                         elapsed, latencies = asyncio.run(_send_all(port, chains, args.concurrency))
-                    cpu = _cpu_seconds(pid_of[side]) - cpu_before
-                    if side == "orgbill":
-                        processed += total
-                        asyncio.run(_verify(settings, processed, last_status))
-                    figures = _figures(total, elapsed, latencies, cpu)
-                    results[side].append(figures)
-                    print(json.dumps({"round": round_no + 1, "app": side, **figures}), flush=True)
+                    cpu = _cpu_seconds(pids[0]) - cpu_before
+                if side == "orgbill":
+                    processed += total
+                    asyncio.run(_verify(settings, processed, last_status))
+                figures = _figures(total, elapsed, latencies, cpu)
+                results[side].append(figures)
+                print(json.dumps({"round": round_no + 1, "app": side, **figures}), flush=True)
         summary: dict[str, object] = {
             "database": "postgresql",
             "workers": 1,
