@@ -210,7 +210,8 @@ class CallerMiddleware:
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
     """Reads the whole body (the body-size guard outside bounds it) and hands back a receive
-    that replays it, so the endpoint verifies the same bytes again."""
+    that replays it, so the endpoint reads the same bytes (and verifies them itself, to
+    answer the failure, when they did not verify here)."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
