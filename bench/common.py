@@ -135,8 +135,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = False) -> Iterator[str]:
-    """One uvicorn worker on a loopback port; yields its base URL."""
+def uvicorn_server(
+    app: str, env: dict[str, str], *, factory: bool = False, pids: list[int] | None = None
+) -> Iterator[str]:
+    """One uvicorn worker on a loopback port; yields its base URL (its process id is appended
+    to `pids` when given, for a profiler to attach to)."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -160,6 +163,8 @@ def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = False) -> I
         cmd, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
+    if pids is not None:
+        pids.append(proc.pid)
     try:
         deadline = time.monotonic() + 90  # a loaded machine imports slowly
         while True:

@@ -106,13 +106,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sign_in_guard = SignInGuard(redis, settings.rate_limit_key_prefix, fallback)
     register_error_handlers(app)
 
+    # First: routes are matched in order, and Stripe delivers webhooks in bulk.
+    app.include_router(stripe_webhook_router, prefix=API_PREFIX)
     for router in (
         auth_router,
         organizations_router,
         plans_router,
         admin_router,
         billing_router,
-        stripe_webhook_router,
         stripe_admin_router,
         usage_router,
         credits_router,

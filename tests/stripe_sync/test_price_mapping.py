@@ -4,6 +4,7 @@ that moves or adds a price id or lookup key re-maps stored subscriptions with no
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from orgbill.config import Settings
 from orgbill.plans.catalog import DEFAULT_PLANS_FILE
 from tests.fixtures.factories import API, OrgHandle, create_org
 from tests.fixtures.stripe import deliver, new_id, subscription_event
-from tests.stripe_sync.helpers import subscription_row
+from tests.stripe_sync.helpers import inbox_row, subscription_row
 
 BASE_PLANS = DEFAULT_PLANS_FILE.read_text()
 _VERSIONS = itertools.count(10_000)
@@ -109,3 +110,40 @@ async def test_catalog_change_remaps_existing_subscriptions_without_a_stripe_eve
     # And back out of the catalog: nothing maps it, the org is on free again.
     await sync_plans(settings, plans_file(tmp_path))
     assert await plan_views(client, org) == on_plan(None)
+
+
+async def test_webhook_after_a_plans_sync_elsewhere_chooses_its_item_by_the_new_catalog(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings, tmp_path: Path
+) -> None:
+    """Webhooks apply with the catalog this instance last read and check its revision in the
+    same transaction: a `plans sync` by another process is applied by the very next event."""
+    org = await create_org(client)
+    common = {"customer": new_id("cus"), "status": "active", "org_id": org.id}
+    warm = subscription_event(
+        "customer.subscription.created", sub_id=new_id("sub"), created=int(time.time()), **common
+    )
+    assert (await deliver(client, warm)).json()["status"] == "processed"
+    # Another process's sync: this app is not told, it reads the revision on its next event.
+    launch_price = new_id("price_launch")
+    await sync_plans(settings, plans_file(tmp_path, business={"stripe_price_id": launch_price}))
+    try:
+        sub_id = new_id("sub")
+        payload = subscription_event(
+            "customer.subscription.created", sub_id=sub_id, created=int(time.time()), **common
+        )
+        items = payload["data"]["object"]["items"]["data"]
+        second = json.loads(json.dumps(items[0]))
+        second["id"], second["price"]["id"], second["plan"]["id"] = (
+            new_id("si"),
+            launch_price,
+            launch_price,
+        )
+        items.append(second)
+        assert (await deliver(client, payload)).json()["status"] == "processed"
+        # Of a pro item and a business one, the business price (the higher plan) is kept.
+        row = await subscription_row(app, sub_id)
+        assert row is not None and row.stripe_price_id == launch_price
+        inbox = await inbox_row(app, payload["id"])
+        assert inbox is not None and "plan business" in (inbox.outcome or "")
+    finally:
+        await sync_plans(settings, plans_file(tmp_path))

@@ -32,6 +32,11 @@ class CatalogStore:
     def catalog(self) -> Catalog:
         return self._catalog
 
+    @property
+    def revision(self) -> str | None:
+        """The content hash `catalog` was loaded at (None: the plans file, nothing synced)."""
+        return self._revision
+
     async def live(self, session: AsyncSession) -> Catalog:
         """The catalog as the database has it now (one small read)."""
         revision = await session.scalar(

@@ -56,6 +56,10 @@ _SUBSCRIPTION_STAGE = {
 }
 
 
+# The same ranking for the database's side of the one-statement ordered update.
+_SUBSCRIPTION_STAGES = tuple(_SUBSCRIPTION_STAGE.items())
+
+
 def _subscription_stage(status: str) -> int:
     # Any other status (including one Stripe adds later) is a live one.
     return _SUBSCRIPTION_STAGE.get(status, _SUBSCRIPTION_LIVE)
@@ -160,16 +164,30 @@ async def apply_subscription(
     }
     plan = catalog.plan_for_price(*price.refs) if price else None
     described = f"subscription {sub_id} ({snapshot.status}, plan {plan.code if plan else '-'})"
-    row = await repository.lock_subscription(session, sub_id)
-    if row is None:
-        org_id = await _organization_for(
-            session, snapshot.organization_id, snapshot.stripe_customer_id
-        )
-        if org_id is None:
-            message = _no_org(
-                "subscription", sub_id, snapshot.organization_id, snapshot.stripe_customer_id
+    stage = _subscription_stage(snapshot.status)
+    # The usual case, an object we mirror moving on: ordering check and write in one statement.
+    updated = await repository.update_subscription_if_newer(
+        session, sub_id, values, observed_at, stage, _SUBSCRIPTION_STAGES, _SUBSCRIPTION_LIVE
+    )
+    if updated is not None:
+        change: Change = "updated" if updated.changed else "unchanged"
+        if updated.changed:
+            # The plan before is the one last announced (the first event of this subscription
+            # announced it), so only the plan after is resolved here.
+            await _subscription_changed(
+                session,
+                updated.organization_id,
+                updated.id,
+                {**values, "stripe_subscription_id": sub_id},
+                plan,
+                catalog,
+                None,
             )
-            return Outcome("unmatched", message)
+        return Outcome(change, f"{described} {change}", updated.organization_id)
+    # Not mirrored yet (the insert below creates it), or holding a newer state (the insert
+    # meets it at the unique constraint): then decide under the row lock.
+    org_id = await _organization_for(session, snapshot.organization_id, snapshot.stripe_customer_id)
+    if org_id is not None:
         now = utcnow()
         plan_before = await _plan_of(session, org_id, catalog, now)
         created = await repository.insert_subscription(
@@ -183,12 +201,12 @@ async def apply_subscription(
                 "updated_at": now,
             },
         )
-        linked = None
-        if snapshot.stripe_customer_id and await repository.link_customer(
-            session, org_id, snapshot.stripe_customer_id
-        ):
-            linked = snapshot.stripe_customer_id
         if created:
+            linked = None
+            if snapshot.stripe_customer_id and await repository.link_customer(
+                session, org_id, snapshot.stripe_customer_id
+            ):
+                linked = snapshot.stripe_customer_id
             await _subscription_changed(
                 session,
                 org_id,
@@ -199,11 +217,13 @@ async def apply_subscription(
                 plan_before,
             )
             return Outcome("created", f"{described} created", org_id, linked)
-        # A concurrent first event inserted it between our read and insert: order against it.
-        row = await repository.lock_subscription(session, sub_id)
-        assert row is not None
+    row = await repository.lock_subscription(session, sub_id)
+    if row is None:
+        message = _no_org(
+            "subscription", sub_id, snapshot.organization_id, snapshot.stripe_customer_id
+        )
+        return Outcome("unmatched", message)
     org_id = row.organization_id
-    stage = _subscription_stage(snapshot.status)
     if not supersedes(
         observed_at, row.stripe_event_created, stage, _subscription_stage(row.status)
     ):
@@ -239,7 +259,7 @@ async def _subscription_changed(
     values: dict[str, Any],
     plan: PlanDef | None,
     catalog: Catalog,
-    plan_before: EffectivePlan,
+    plan_before: EffectivePlan | None,
 ) -> None:
     """subscription.updated (the subscription as GET /billing/subscription shows it), and
     organization.plan_changed if the effective plan moved."""

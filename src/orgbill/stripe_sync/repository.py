@@ -7,16 +7,19 @@ meet at the unique constraint, not race a "check then insert".
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, column, exists, select, text, update
+from sqlalchemy import Integer, String, bindparam, case, column, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
-from orgbill.kit.sql import upsert_insert
+from orgbill.kit.sql import insert_ignoring_conflict, upsert_insert
+from orgbill.kit.time import utcnow
 from orgbill.models import (
     Invoice,
     Organization,
@@ -47,21 +50,38 @@ _EVENT_COLUMNS = (
     "status",
     "attempts",
     "created_at",
+    "outcome",
+    "organization_id",
+    "error",
+    "processed_at",
 )
+# What a redelivery of a failed event overwrites (its payload stays the first one received).
+_RESTAMPED_COLUMNS = ("status", "outcome", "organization_id", "error", "processed_at")
 
 
-def _receive_statement() -> Any:
-    """The inbox insert, as SQL text both dialects speak. SQLAlchemy 2.0 does not cache the
-    dialect-specific INSERT … ON CONFLICT constructs (each call recompiles), and this runs for
-    every webhook; a text() statement is compiled once. It also reads the plan catalog's
-    revision in the same round trip."""
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: uuid.UUID
+    # The plan catalog's revision, read in the same statement.
+    catalog_revision: str | None
+
+
+def _store_applied_statement() -> Any:
+    """The inbox write of an event just applied, already stamped: a new row, or over a row a
+    failed attempt left (`attempts` + 1); any other existing row is a duplicate and returns
+    nothing. Also reads the plan catalog's revision in the same round trip. SQL text both
+    dialects speak: SQLAlchemy 2.0 does not cache the dialect-specific INSERT … ON CONFLICT
+    constructs (each call recompiles), and this runs for every webhook; text() compiles once."""
     table = StripeEvent.__table__
     catalog = PlanCatalog.__table__
     columns = ", ".join(_EVENT_COLUMNS)
     values = ", ".join(f":{name}" for name in _EVENT_COLUMNS)
+    restamped = ", ".join(f"{name} = excluded.{name}" for name in _RESTAMPED_COLUMNS)
     sql = (
         f"INSERT INTO {table.name} ({columns}) VALUES ({values}) "  # noqa: S608 (constants only)
-        f"ON CONFLICT ({table.c.stripe_event_id.name}) DO NOTHING "
+        f"ON CONFLICT ({table.c.stripe_event_id.name}) DO UPDATE SET {restamped}, "
+        f"attempts = {table.name}.attempts + 1 "
+        f"WHERE {table.name}.status = '{StripeEventStatus.FAILED.value}' "
         f"RETURNING {table.c.id.name}, "
         f"(SELECT {catalog.c.content_hash.name} FROM {catalog.name} WHERE id = {CATALOG_ROW_ID})"
     )
@@ -72,41 +92,44 @@ def _receive_statement() -> Any:
     )
 
 
-_RECEIVE_EVENT = _receive_statement()
+_STORE_APPLIED_EVENT = _store_applied_statement()
 
 
-async def receive_event(
-    session: AsyncSession, values: dict[str, Any]
-) -> tuple[uuid.UUID, str | None] | None:
-    """Inserts a new inbox row and returns (its id, the plan catalog's revision) in the same
-    round trip; None when the event id is already there."""
-    row = (await session.execute(_RECEIVE_EVENT, {"id": uuid.uuid4(), **values})).first()
-    return (row[0], row[1]) if row else None
-
-
-async def stamp_event(session: AsyncSession, row_id: uuid.UUID, values: dict[str, Any]) -> None:
-    await session.execute(
-        update(StripeEvent.__table__).where(StripeEvent.__table__.c.id == row_id).values(**values)
-    )
+async def store_applied_event(session: AsyncSession, values: dict[str, Any]) -> StoredEvent | None:
+    """Stores an applied event (see _store_applied_statement); None when it is a duplicate."""
+    row = (await session.execute(_STORE_APPLIED_EVENT, values)).first()
+    return StoredEvent(row[0], row[1]) if row else None
 
 
 async def record_failed_event(
     session: AsyncSession, values: dict[str, Any], error: str
-) -> StripeEvent:
-    """After a rollback: the inbox row (new or existing) stamped failed, for Stripe's retry and
-    the admins' list."""
+) -> StripeEvent | None:
+    """After a rollback: the inbox row (new, or the one an earlier failed attempt left, with
+    one more attempt) stamped failed, for Stripe's retry and the admins' list. None when the
+    event is already there and not failed: a concurrent delivery applied it."""
+    failed = StripeEventStatus.FAILED.value
     stmt = (
         upsert_insert(session, StripeEvent)
-        .values(id=uuid.uuid4(), **{**values, "status": "failed", "error": error, "attempts": 1})
+        .values(id=uuid.uuid4(), **{**values, "status": failed, "error": error, "attempts": 1})
         .on_conflict_do_update(
             index_elements=[StripeEvent.stripe_event_id],
-            set_={"status": "failed", "error": error, "processed_at": None},
+            set_={
+                "status": failed,
+                "error": error,
+                "processed_at": None,
+                "attempts": StripeEvent.attempts + 1,
+            },
+            where=StripeEvent.status == failed,
         )
         .returning(StripeEvent)
+        .execution_options(populate_existing=True)
     )
-    row = await session.scalar(stmt)
-    assert row is not None
-    return row
+    return await session.scalar(stmt)
+
+
+async def find_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:
+    stmt = select(StripeEvent).where(StripeEvent.stripe_event_id == stripe_event_id)
+    return await session.scalar(stmt)
 
 
 async def lock_event(
@@ -121,19 +144,23 @@ async def lock_event(
     return await session.scalar(stmt.execution_options(populate_existing=True))
 
 
+# Statements on the webhook path are built once (bound parameters), so each execution skips
+# building the expression and its cache key.
+_LOCK_KEPT_EVENTS = (
+    select(StripeEvent)
+    .where(
+        StripeEvent.stripe_customer_id == bindparam("customer_id"),
+        StripeEvent.status == StripeEventStatus.UNMATCHED,
+    )
+    .order_by(StripeEvent.event_created_at, StripeEvent.created_at, StripeEvent.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_kept_events(session: AsyncSession, customer_id: str) -> list[StripeEvent]:
     """The customer's events kept `unmatched`, oldest first (Stripe's order, then arrival)."""
-    stmt = (
-        select(StripeEvent)
-        .where(
-            StripeEvent.stripe_customer_id == customer_id,
-            StripeEvent.status == StripeEventStatus.UNMATCHED,
-        )
-        .order_by(StripeEvent.event_created_at, StripeEvent.created_at, StripeEvent.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return list((await session.scalars(stmt)).all())
+    return list((await session.scalars(_LOCK_KEPT_EVENTS, {"customer_id": customer_id})).all())
 
 
 async def list_events(
@@ -163,16 +190,20 @@ async def newer_event_applied(
 # Organizations and customer links
 
 
+_LIVE_ORGANIZATION_ID = select(Organization.id).where(
+    Organization.id == bindparam("org_id"), Organization.status != OrganizationStatus.DELETED
+)
+_ORGANIZATION_FOR_CUSTOMER = select(Organization.id).where(
+    Organization.stripe_customer_id == bindparam("customer_id")
+)
+
+
 async def live_organization_id(session: AsyncSession, org_id: uuid.UUID) -> uuid.UUID | None:
-    stmt = select(Organization.id).where(
-        Organization.id == org_id, Organization.status != OrganizationStatus.DELETED
-    )
-    return await session.scalar(stmt)
+    return await session.scalar(_LIVE_ORGANIZATION_ID, {"org_id": org_id})
 
 
 async def organization_for_customer(session: AsyncSession, customer_id: str) -> uuid.UUID | None:
-    stmt = select(Organization.id).where(Organization.stripe_customer_id == customer_id)
-    return await session.scalar(stmt)
+    return await session.scalar(_ORGANIZATION_FOR_CUSTOMER, {"customer_id": customer_id})
 
 
 async def customer_of(session: AsyncSession, org_id: uuid.UUID) -> str | None:
@@ -180,21 +211,28 @@ async def customer_of(session: AsyncSession, org_id: uuid.UUID) -> str | None:
     return await session.scalar(stmt)
 
 
+def _link_customer_statement() -> Any:
+    organization = Organization.__table__
+    other = organization.alias("other")
+    customer_id = bindparam("customer_id", type_=organization.c.stripe_customer_id.type)
+    return (
+        update(organization)
+        .where(
+            organization.c.id == bindparam("org_id"),
+            organization.c.stripe_customer_id.is_(None),
+            ~exists().where(other.c.stripe_customer_id == customer_id),
+        )
+        .values(stripe_customer_id=customer_id)
+    )
+
+
+_LINK_CUSTOMER = _link_customer_statement()
+
+
 async def link_customer(session: AsyncSession, org_id: uuid.UUID, customer_id: str) -> bool:
     """Link an unlinked org to a customer no other org holds. A link, once made, is kept:
     metadata on a later object never moves a paying customer to another org."""
-    other = aliased(Organization)
-    stmt = (
-        update(Organization)
-        .where(
-            Organization.id == org_id,
-            Organization.stripe_customer_id.is_(None),
-            ~exists().where(other.stripe_customer_id == customer_id),
-        )
-        .values(stripe_customer_id=customer_id)
-        .execution_options(synchronize_session=False)
-    )
-    result = await session.execute(stmt)
+    result = await session.execute(_LINK_CUSTOMER, {"org_id": org_id, "customer_id": customer_id})
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -212,25 +250,111 @@ async def unlink_customer(session: AsyncSession, customer_id: str) -> uuid.UUID 
 # Subscriptions
 
 
+_LOCK_SUBSCRIPTION = (
+    select(Subscription)
+    .where(Subscription.stripe_subscription_id == bindparam("stripe_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_subscription(session: AsyncSession, stripe_id: str) -> Subscription | None:
-    stmt = (
-        select(Subscription)
-        .where(Subscription.stripe_subscription_id == stripe_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    return await session.scalar(_LOCK_SUBSCRIPTION, {"stripe_id": stripe_id})
+
+
+# The columns a subscription's state sets (an event or a reconciliation read).
+SUBSCRIPTION_STATE_COLUMNS = (
+    "stripe_customer_id",
+    "status",
+    "stripe_price_id",
+    "stripe_lookup_key",
+    "stripe_legacy_plan_id",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "canceled_at",
+    "ended_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatedSubscription:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    changed: bool  # some column took a new value (else only the ordering stamp moved)
+
+
+@functools.cache
+def _update_if_newer_statement(stages: tuple[tuple[str, int], ...], other_stage: int) -> Any:
+    """UPDATE … WHERE the stored state is older (or, stamped the same second, of no later
+    lifecycle stage): the ordering check and the write in one statement, under the row lock
+    the UPDATE itself takes. Built once per stage table; bound parameters `new_<column>`,
+    `stripe_id`, `observed_at`, `stage`, `now`."""
+    table = Subscription.__table__
+    c = table.c
+    stored_stage = case(dict(stages), value=c.status, else_=other_stage)
+    observed_at = bindparam("observed_at", type_=c.stripe_event_created.type)
+    new = {
+        name: bindparam(f"new_{name}", type_=c[name].type) for name in SUBSCRIPTION_STATE_COLUMNS
+    }
+    now = bindparam("now", type_=c.updated_at.type)
+    changed = or_(*(c[name].is_distinct_from(value) for name, value in new.items()))
+    return (
+        update(table)
+        .where(
+            c.stripe_subscription_id == bindparam("stripe_id"),
+            or_(
+                c.stripe_event_created.is_(None),
+                c.stripe_event_created < observed_at,
+                (c.stripe_event_created == observed_at)
+                & (stored_stage <= bindparam("stage", type_=Integer())),
+            ),
+        )
+        # updated_at moves only when a column does (SET reads the row's old values).
+        .values(
+            **new,
+            stripe_event_created=observed_at,
+            updated_at=case((changed, now), else_=c.updated_at),
+        )
+        .returning(c.id, c.organization_id, c.updated_at)
     )
-    return await session.scalar(stmt)
+
+
+async def update_subscription_if_newer(
+    session: AsyncSession,
+    stripe_id: str,
+    values: Mapping[str, Any],
+    observed_at: datetime,
+    stage: int,
+    stages: tuple[tuple[str, int], ...],
+    other_stage: int,
+) -> UpdatedSubscription | None:
+    """Applies `values` (SUBSCRIPTION_STATE_COLUMNS) to the mirrored subscription if the state
+    it holds is older (see _update_if_newer_statement; `stages` ranks statuses, `stage` is
+    the incoming one's); None when no row was written: none exists yet, or it is newer."""
+    now = utcnow()
+    params = {f"new_{name}": values[name] for name in SUBSCRIPTION_STATE_COLUMNS}
+    params.update(stripe_id=stripe_id, observed_at=observed_at, stage=stage, now=now)
+    stmt = _update_if_newer_statement(stages, other_stage)
+    row = (await session.execute(stmt, params)).first()
+    if row is None:
+        return None
+    # updated_at is `now` exactly when the CASE saw a change (a fresh microsecond timestamp).
+    return UpdatedSubscription(
+        id=row.id, organization_id=row.organization_id, changed=row.updated_at == now
+    )
+
+
+_INSERT_SUBSCRIPTION = insert_ignoring_conflict(
+    Subscription.__table__, "stripe_subscription_id", "id"
+)
 
 
 async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
-    """The new row's id; None when it already existed."""
-    stmt = (
-        upsert_insert(session, Subscription)
-        .values(id=uuid.uuid4(), **values)
-        .on_conflict_do_nothing(index_elements=[Subscription.stripe_subscription_id])
-        .returning(Subscription.id)
-    )
-    return await session.scalar(stmt)
+    """Inserts a subscription (`values`: every column but `id`); its id, or None when it exists."""
+    new_id = uuid.uuid4()
+    row = (await session.execute(_INSERT_SUBSCRIPTION, {"id": new_id, **values})).first()
+    return new_id if row is not None else None
 
 
 async def subscription_organization(session: AsyncSession, stripe_id: str) -> uuid.UUID | None:

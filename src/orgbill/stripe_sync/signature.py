@@ -7,10 +7,13 @@ re-serialisation can change what was signed.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 import stripe
 
 DEFAULT_TOLERANCE_SECONDS = 300
+_VERIFIED_SCOPE_KEY = "orgbill.stripe_verified_body"
 
 
 class InvalidSignature(ValueError):
@@ -52,3 +55,15 @@ def verify(
     signed_at = _signed_at(header)
     if signed_at is not None and signed_at > time.time() + tolerance:
         raise InvalidSignature("Stripe-Signature does not verify: timestamp is in the future")
+
+
+def mark_verified(scope: MutableMapping[str, Any], payload: bytes) -> None:
+    """Records on the ASGI scope that `payload` is this request's body and verified (by the
+    caller middleware, against the configured secret), so the route does not verify again."""
+    scope[_VERIFIED_SCOPE_KEY] = payload
+
+
+def verified_body(scope: Mapping[str, Any]) -> bytes | None:
+    """The request's body if mark_verified recorded it, else None (verify it yourself)."""
+    body: bytes | None = scope.get(_VERIFIED_SCOPE_KEY)
+    return body

@@ -1,11 +1,12 @@
-"""The webhook inbox: verify → store (unique on the event id) → apply → stamp, in the request's
-one transaction (TransactionalRoute commits it before the response is sent).
+"""The webhook inbox: verify → apply → store in the inbox already stamped (unique on the event
+id), in the request's one transaction (TransactionalRoute commits it before the response is
+sent). The inbox write decides exactly-once: an event id already stored (and not failed) is a
+duplicate, whose apply is rolled back and which answers 200 having changed nothing.
 
 If applying raises, the whole unit is rolled back (nothing of the event survives), the inbox
 row is recorded `failed` with the error in a fresh transaction, and the caller answers 5xx:
-Stripe redelivers, and a redelivery of a failed event is applied again (under a savepoint,
-as are admin replays). Any other redelivery is a 200 that changes nothing. This path never
-calls Stripe.
+Stripe redelivers, and a redelivery of a failed event is applied again (as are admin replays,
+under a savepoint). This path never calls Stripe.
 """
 
 from __future__ import annotations
@@ -32,16 +33,26 @@ from orgbill.stripe_sync.mappers import EventEnvelope, MalformedStripeObject
 
 logger = logging.getLogger("orgbill.stripe")
 _ERROR_TEXT_LIMIT = 1000
+# Redos of one delivery when `plans sync` changes the catalog while it is applied.
+_CATALOG_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    event: StripeEvent
+    """What one delivery came to: the event's inbox status (for a duplicate, as stored)."""
+
+    stripe_event_id: str
+    type: str
+    status: str
     duplicate: bool
+
+    @classmethod
+    def of(cls, row: StripeEvent, *, duplicate: bool) -> Delivery:
+        return cls(row.stripe_event_id, row.type, row.status, duplicate)
 
     @property
     def failed(self) -> bool:
-        return self.event.status == StripeEventStatus.FAILED
+        return self.status == StripeEventStatus.FAILED
 
 
 def _parse(raw: bytes) -> tuple[EventEnvelope, dict[str, Any]]:
@@ -99,15 +110,20 @@ async def receive(
     signature_header: str | None,
     settings: Settings,
     store: CatalogStore,
+    *,
+    signature_verified: bool = False,
 ) -> Delivery:
+    """One delivery. `signature_verified`: the caller middleware already verified these very
+    bytes against the same secret (so it is not done twice)."""
     secret = settings.stripe_webhook_secret
     if not secret:
         # Not the sender's fault: a 503 makes Stripe retry until we are configured.
         raise Unavailable("Stripe webhooks are not configured")
-    try:
-        signature.verify(raw_body, signature_header, secret)
-    except signature.InvalidSignature as exc:
-        raise BadRequest(str(exc)) from exc
+    if not signature_verified:
+        try:
+            signature.verify(raw_body, signature_header, secret)
+        except signature.InvalidSignature as exc:
+            raise BadRequest(str(exc)) from exc
     event, payload = _parse(raw_body)
     values: dict[str, Any] = {
         "stripe_event_id": event.id,
@@ -117,45 +133,57 @@ async def receive(
         "stripe_customer_id": event.customer_id,
         "event_created_at": event.created,
         "payload": payload,
-        "status": StripeEventStatus.FAILED,  # until stamped: a crash never reads as done
-        "attempts": 1,
         "created_at": utcnow(),
     }
-    received = await repository.receive_event(session, values)
-    if received is None:
-        row = await repository.lock_event(session, stripe_event_id=event.id)
-        if row is None:  # deleted in between; treat as new next time
-            raise Unavailable("Event inbox changed concurrently; retry")
-        if row.status != StripeEventStatus.FAILED:
-            return Delivery(event=row, duplicate=True)
-        # A redelivery of a failed event: the rare path, applied under a savepoint.
-        await apply_stored(session, row, event, await store.live(session))
-        return Delivery(event=row, duplicate=False)
-    row_id, catalog_revision = received
-    try:
-        catalog = await store.current(session, catalog_revision)
-        outcome = await handlers.apply_event(session, event, catalog)
-        if outcome.linked_customer:
-            await apply_kept_events(session, outcome.linked_customer, catalog)
-        await session.flush()
-    except Exception as exc:
-        # The common path has no savepoint (two round trips fewer per event): roll the whole
-        # unit back, then record the failure in a fresh transaction the route commits.
-        logger.exception(
-            "stripe event failed", extra={"stripeEventId": event.id, "type": event.type}
-        )
+    # Applied first, then stored already stamped: the inbox write is also the exactly-once
+    # check (a row already there and not failed makes this a duplicate, and the apply is
+    # rolled back), so the usual event costs BEGIN, its update, the inbox insert and COMMIT.
+    # The catalog applied is the one this instance last read; the inbox insert reads its
+    # current revision, and if a `plans sync` moved it, the unit is redone on the new one.
+    catalog, revision = store.catalog, store.revision
+    for _ in range(_CATALOG_ATTEMPTS):
+        try:
+            outcome = await handlers.apply_event(session, event, catalog)
+            if outcome.linked_customer:
+                await apply_kept_events(session, outcome.linked_customer, catalog)
+            stamped = {
+                "status": outcome.event_status,
+                "outcome": outcome.message[:500],
+                "organization_id": outcome.organization_id,
+                "error": None,
+                "processed_at": utcnow(),
+            }
+            stored = await repository.store_applied_event(
+                session, {"id": uuid.uuid4(), **values, **stamped, "attempts": 1}
+            )
+        except Exception as exc:
+            # No savepoint (two round trips fewer per event): roll the whole unit back, then
+            # record the failure in a fresh transaction the route commits.
+            logger.exception(
+                "stripe event failed", extra={"stripeEventId": event.id, "type": event.type}
+            )
+            await session.rollback()
+            failed = await repository.record_failed_event(session, values, _error_text(exc))
+            if failed is None:
+                return await _duplicate(session, event.id)
+            return Delivery.of(failed, duplicate=False)
+        if stored is None:
+            await session.rollback()
+            return await _duplicate(session, event.id)
+        if stored.catalog_revision == revision:
+            return Delivery(event.id, event.type, outcome.event_status, duplicate=False)
         await session.rollback()
-        failed = await repository.record_failed_event(session, values, _error_text(exc))
-        return Delivery(event=failed, duplicate=False)
-    stamped = {
-        "status": outcome.event_status,
-        "outcome": outcome.message[:500],
-        "organization_id": outcome.organization_id,
-        "error": None,
-        "processed_at": utcnow(),
-    }
-    await repository.stamp_event(session, row_id, stamped)
-    return Delivery(event=StripeEvent(id=row_id, **{**values, **stamped}), duplicate=False)
+        catalog = await store.current(session, stored.catalog_revision)
+        revision = store.revision
+    raise Unavailable("The plan catalog kept changing while the event was applied; retry")
+
+
+async def _duplicate(session: AsyncSession, stripe_event_id: str) -> Delivery:
+    """A replay of an event already in the inbox (and not failed): answered, nothing done."""
+    row = await repository.find_event(session, stripe_event_id)
+    if row is None:  # deleted in between; treat as new next time
+        raise Unavailable("Event inbox changed concurrently; retry")
+    return Delivery.of(row, duplicate=True)
 
 
 # Admin
