@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 _SESSION_ATTR = "orgbill_session"
@@ -28,6 +29,24 @@ def writes_when(predicate: WritesWhen) -> Callable[[F], F]:
         return endpoint
 
     return mark
+
+
+def write_predicates(routes: Iterable[BaseRoute]) -> dict[tuple[str, str], WritesWhen]:
+    """(method, path template) → the `writes_when` predicate of each route marked with one."""
+    found: dict[tuple[str, str], WritesWhen] = {}
+    # Route contexts: included routers' routes with their full paths.
+    for route in iter_route_contexts(list(routes)):
+        predicate = getattr(route.endpoint, _WRITES_WHEN, None)
+        if predicate is not None and route.path_format:
+            for method in route.methods or ():
+                found[(method, route.path_format)] = predicate
+    return found
+
+
+async def decide_writes(request: Request, predicate: WritesWhen) -> None:
+    """Settles whether this request's unit of work writes, before its session is opened (the
+    caller middleware opens it to identify the caller, ahead of routing)."""
+    setattr(request.state, _WRITES_ATTR, await predicate(request))
 
 
 def _writes(request: Request) -> bool:
@@ -66,8 +85,8 @@ class TransactionalRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
-                if predicate is not None:
-                    setattr(request.state, _WRITES_ATTR, await predicate(request))
+                if predicate is not None and getattr(request.state, _WRITES_ATTR, None) is None:
+                    await decide_writes(request, predicate)
                 response = await handler(request)
                 session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
                 # Reads go through the autocommit, read-only engine: nothing to commit.

@@ -35,7 +35,7 @@ from orgbill.auth.principal import Caller, UserPrincipal
 from orgbill.config import Settings
 from orgbill.errors import error_response
 from orgbill.kit.client_ip import client_address
-from orgbill.kit.routing import close_session, get_session
+from orgbill.kit.routing import WritesWhen, close_session, decide_writes, get_session
 from orgbill.plans.store import CatalogStore
 from orgbill.ratelimit.buckets import Bucket, RateDecision
 from orgbill.ratelimit.context import (
@@ -61,9 +61,21 @@ class RouteTable:
     routing. Built once from the app's OpenAPI document (the operations the app serves), so
     it depends on no router internals; an undocumented path counts as unknown."""
 
-    def __init__(self, openapi: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        openapi: Callable[[], dict[str, Any]],
+        write_predicates: Callable[[], dict[tuple[str, str], WritesWhen]] = dict,
+    ) -> None:
         self._openapi = openapi
         self._routes: list[tuple[re.Pattern[str], str, frozenset[str]]] | None = None
+        self._write_predicates = write_predicates
+        self._predicates: dict[tuple[str, str], WritesWhen] | None = None
+
+    def writes_when(self, method: str, template: str) -> WritesWhen | None:
+        """The route's `writes_when` predicate (kit/routing.py), if it has one."""
+        if self._predicates is None:
+            self._predicates = self._write_predicates()
+        return self._predicates.get((method, template))
 
     def match(self, method: str, path: str) -> tuple[str | None, dict[str, str]]:
         """(the route's path template, its path params); (None, {}) when unknown or a wrong
@@ -155,6 +167,13 @@ class CallerMiddleware:
             return self._ip_bucket(caller), receive
         if not has_credentials(request):
             return self._ip_bucket(caller), receive
+        predicate = self.routes.writes_when(request.method, route_path)
+        if predicate is not None:
+            # Decided before the session opens, so a request that writes nothing (a plain
+            # check) identifies its caller on the read-only engine: one round trip, no BEGIN.
+            body, replayed = await _read_body(receive)
+            await decide_writes(Request(request.scope, _replay(body, receive)), predicate)
+            receive = replayed
         session = await get_session(request)
         try:
             caller.principal = await identify(request, session, self.settings)
@@ -217,6 +236,11 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
+    return body, _replay(body, receive)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands out `body` (already read) once, then defers to `receive`."""
     replayed = False
 
     async def replay() -> Message:
@@ -226,4 +250,4 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    return body, replay
+    return replay
