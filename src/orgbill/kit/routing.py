@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute, iter_route_contexts
-from starlette.routing import BaseRoute
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.routing import BaseRoute
 
 _SESSION_ATTR = "orgbill_session"
 _WRITES_ATTR = "orgbill_writes"
