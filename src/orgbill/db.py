@@ -93,8 +93,12 @@ def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine
         }
     if read_only:
         kwargs["isolation_level"] = "AUTOCOMMIT"
-        # Nothing to roll back on an autocommit, read-only connection: skip the reset.
+        # Nothing to roll back on an autocommit, read-only connection: skip the reset, and
+        # the ROLLBACK a session sends when it closes (on SQLite a hop to the driver's thread
+        # per request; only this engine: the writer's connections also report autocommit,
+        # because _begin_sqlite issues BEGIN itself, yet do need their rollbacks).
         kwargs["pool_reset_on_return"] = None
+        kwargs["skip_autocommit_rollback"] = True
     # hide_parameters: bound values (key hashes, emails) never reach logs or error text.
     engine = create_async_engine(url, hide_parameters=True, **kwargs)
     event.listen(engine.sync_engine, "checkout", _count_checkout)
