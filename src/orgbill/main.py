@@ -23,7 +23,7 @@ from orgbill.decisions.router import router as decisions_router
 from orgbill.errors import register_error_handlers
 from orgbill.kit.cache import Memo
 from orgbill.kit.logging import configure_logging
-from orgbill.kit.routing import write_predicates
+from orgbill.kit.routing import route_marks
 from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.body_limit import BodySizeLimitMiddleware
 from orgbill.middleware.ratelimit import CallerMiddleware, CallerPaths, RouteTable
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # log, which wraps the caller and rate limit step, which wraps the app.
     app.add_middleware(
         CallerMiddleware,
-        routes=RouteTable(app.openapi, lambda: write_predicates(app.routes)),
+        routes=RouteTable(app.openapi, lambda: route_marks(app.routes)),
         settings=settings,
         limiter=rate_limiter,
         catalog_store=catalog_store,

@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 
+from orgbill.auth.caller import request_caller
 from orgbill.auth.dependencies import SessionDep, current_org_access
 from orgbill.auth.permissions import Perm
-from orgbill.auth.principal import OrgAccess
+from orgbill.auth.principal import CallerRider, OrgAccess
 from orgbill.decisions import schemas, service
 from orgbill.entitlements.service import plan_for_access
-from orgbill.kit.routing import TransactionalRoute, writes_when
+from orgbill.kit.routing import TransactionalRoute, rides_with_caller, writes_when
 from orgbill.kit.time import utcnow
 from orgbill.plans.dependencies import CatalogStoreDep
 
@@ -25,9 +26,14 @@ Settle = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_WRITE))]
 ReadReservation = Annotated[OrgAccess, Depends(current_org_access(Perm.USAGE_READ))]
 
 
-async def decision_time() -> datetime:
-    """The instant a decision is taken at (tests move it to see holds expire)."""
-    return utcnow()
+async def decision_time(request: Request) -> datetime:
+    """The instant a decision is taken at: the one the caller's lookup read the metric's
+    standing at, when it carried it (tests move it to see holds expire)."""
+    return service.ridden_instant(request_caller(request).principal) or utcnow()
+
+
+def _standing_rider(body: bytes) -> CallerRider | None:
+    return service.standing_rider(body, utcnow())
 
 
 Now = Annotated[datetime, Depends(decision_time)]
@@ -45,6 +51,7 @@ async def _reserves(request: Request) -> bool:
 
 @router.post("/check", response_model=schemas.MetricDecision | schemas.FeatureDecision)
 @writes_when(_reserves)
+@rides_with_caller(_standing_rider)
 async def check(
     body: Annotated[schemas.CheckRequest, Body()],
     access: Decide,

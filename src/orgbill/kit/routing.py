@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
@@ -14,8 +15,10 @@ from starlette.routing import BaseRoute
 _SESSION_ATTR = "orgbill_session"
 _WRITES_ATTR = "orgbill_writes"
 _WRITES_WHEN = "orgbill_writes_when"
+_CALLER_RIDER = "orgbill_caller_rider"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WritesWhen = Callable[[Request], Awaitable[bool]]
+CallerRider = Callable[[bytes], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -31,15 +34,38 @@ def writes_when(predicate: WritesWhen) -> Callable[[F], F]:
     return mark
 
 
-def write_predicates(routes: Iterable[BaseRoute]) -> dict[tuple[str, str], WritesWhen]:
-    """(method, path template) → the `writes_when` predicate of each route marked with one."""
-    found: dict[tuple[str, str], WritesWhen] = {}
+def rides_with_caller(rider: CallerRider) -> Callable[[F], F]:
+    """Marks an endpoint whose request body names reads the caller's lookup can carry in its
+    own round trip: `rider(body)` returns what the caller step (auth/caller.py) adds to its
+    statement, or None. (kit knows no domain: what a rider returns is auth's business.)"""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _CALLER_RIDER, rider)
+        return endpoint
+
+    return mark
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMarks:
+    """What an endpoint tells the caller step, which runs before routing."""
+
+    writes_when: WritesWhen | None
+    caller_rider: CallerRider | None
+
+
+def route_marks(routes: Iterable[BaseRoute]) -> dict[tuple[str, str], RouteMarks]:
+    """(method, path template) → the marks of each endpoint that has any."""
+    found: dict[tuple[str, str], RouteMarks] = {}
     # Route contexts: included routers' routes with their full paths.
     for route in iter_route_contexts(list(routes)):
-        predicate = getattr(route.endpoint, _WRITES_WHEN, None)
-        if predicate is not None and route.path_format:
+        marks = RouteMarks(
+            writes_when=getattr(route.endpoint, _WRITES_WHEN, None),
+            caller_rider=getattr(route.endpoint, _CALLER_RIDER, None),
+        )
+        if (marks.writes_when or marks.caller_rider) and route.path_format:
             for method in route.methods or ():
-                found[(method, route.path_format)] = predicate
+                found[(method, route.path_format)] = marks
     return found
 
 

@@ -35,7 +35,7 @@ from orgbill.auth.principal import Caller, UserPrincipal
 from orgbill.config import Settings
 from orgbill.errors import error_response
 from orgbill.kit.client_ip import client_address
-from orgbill.kit.routing import WritesWhen, close_session, decide_writes, get_session
+from orgbill.kit.routing import RouteMarks, close_session, decide_writes, get_session
 from orgbill.plans.store import CatalogStore
 from orgbill.ratelimit.buckets import Bucket, RateDecision
 from orgbill.ratelimit.context import (
@@ -64,18 +64,18 @@ class RouteTable:
     def __init__(
         self,
         openapi: Callable[[], dict[str, Any]],
-        write_predicates: Callable[[], dict[tuple[str, str], WritesWhen]] = dict,
+        route_marks: Callable[[], dict[tuple[str, str], RouteMarks]] = dict,
     ) -> None:
         self._openapi = openapi
         self._routes: list[tuple[re.Pattern[str], str, frozenset[str]]] | None = None
-        self._write_predicates = write_predicates
-        self._predicates: dict[tuple[str, str], WritesWhen] | None = None
+        self._route_marks = route_marks
+        self._marks: dict[tuple[str, str], RouteMarks] | None = None
 
-    def writes_when(self, method: str, template: str) -> WritesWhen | None:
-        """The route's `writes_when` predicate (kit/routing.py), if it has one."""
-        if self._predicates is None:
-            self._predicates = self._write_predicates()
-        return self._predicates.get((method, template))
+    def marks(self, method: str, template: str) -> RouteMarks | None:
+        """What the route's endpoint tells this step (kit/routing.py), if anything."""
+        if self._marks is None:
+            self._marks = self._route_marks()
+        return self._marks.get((method, template))
 
     def match(self, method: str, path: str) -> tuple[str | None, dict[str, str]]:
         """(the route's path template, its path params); (None, {}) when unknown or a wrong
@@ -167,16 +167,22 @@ class CallerMiddleware:
             return self._ip_bucket(caller), receive
         if not has_credentials(request):
             return self._ip_bucket(caller), receive
-        predicate = self.routes.writes_when(request.method, route_path)
-        if predicate is not None:
-            # Decided before the session opens, so a request that writes nothing (a plain
-            # check) identifies its caller on the read-only engine: one round trip, no BEGIN.
+        marks = self.routes.marks(request.method, route_path)
+        rider = None
+        if marks is not None:
             body, replayed = await _read_body(receive)
-            await decide_writes(Request(request.scope, _replay(body, receive)), predicate)
+            if marks.writes_when is not None:
+                # Decided before the session opens, so a request that writes nothing (a
+                # plain check) identifies its caller on the read-only engine (no BEGIN).
+                await decide_writes(
+                    Request(request.scope, _replay(body, receive)), marks.writes_when
+                )
+            if marks.caller_rider is not None:
+                rider = marks.caller_rider(body)
             receive = replayed
         session = await get_session(request)
         try:
-            caller.principal = await identify(request, session, self.settings)
+            caller.principal = await identify(request, session, self.settings, rider)
             named = None
             if not route_path.startswith(self.paths.admin_prefix):
                 named = parse_org_id(path_params.get("org_id") or request.headers.get(ORG_HEADER))
