@@ -79,8 +79,14 @@ def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine
         # which under load starves some waiters past the timeout (a 503 for no reason).
         kwargs.update(pool_size=16 if read_only else 1, max_overflow=16 if read_only else 0)
     else:
-        # Sized so a busy worker reuses connections instead of churning overflow ones.
-        kwargs.update(pool_size=32 if read_only else 10, max_overflow=16, pool_recycle=1800)
+        # Sized so a busy worker reuses connections instead of churning overflow ones (an
+        # overflow connection is closed when it comes back; the next one connects anew). The
+        # writer keeps its ceiling of 26, all of them kept once opened.
+        kwargs.update(
+            pool_size=32 if read_only else 26,
+            max_overflow=16 if read_only else 0,
+            pool_recycle=1800,
+        )
         server_settings: dict[str, str] = {}
         if settings.database_schema:
             server_settings["search_path"] = settings.database_schema
