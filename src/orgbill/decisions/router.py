@@ -13,9 +13,10 @@ from orgbill.auth.permissions import Perm
 from orgbill.auth.principal import CallerRider, OrgAccess
 from orgbill.decisions import schemas, service
 from orgbill.entitlements.service import plan_for_access
-from orgbill.kit.routing import TransactionalRoute, rides_with_caller, writes_when
+from orgbill.kit.routing import TransactionalRoute, get_session, rides_with_caller, writes_when
 from orgbill.kit.time import utcnow
 from orgbill.plans.dependencies import CatalogStoreDep
+from orgbill.plans.store import CatalogStore
 
 router = APIRouter(route_class=TransactionalRoute, tags=["decisions"])
 
@@ -53,15 +54,14 @@ async def _reserves(request: Request) -> bool:
 @writes_when(_reserves)
 @rides_with_caller(_standing_rider)
 async def check(
-    body: Annotated[schemas.CheckRequest, Body()],
-    access: Decide,
-    session: SessionDep,
-    store: CatalogStoreDep,
-    now: Now,
+    body: Annotated[schemas.CheckRequest, Body()], access: Decide, now: Now, request: Request
 ) -> Response:
     """May the organization use `quantity` more of a metric, of `credits`, or a feature —
     and, with `reserve`, hold it until committed, released or expired. Always 200 for a
     decision: `allowed` and `code` say what it is."""
+    # The hot path takes no further dependencies: each costs measurable time.
+    session = await get_session(request)
+    store: CatalogStore = request.app.state.catalog_store
     plan = await plan_for_access(session, access, store, now)
     decision = await service.check(session, access, plan, store.catalog, body, now)
     # The hot path: the service built a validated model; serialise it once, skipping
