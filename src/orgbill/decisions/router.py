@@ -45,7 +45,7 @@ async def _reserves(request: Request) -> bool:
     trip per query, and on SQLite it never waits for the write lock)."""
     try:
         body = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):
         return False  # refused as malformed before anything runs
     return isinstance(body, dict) and body.get("reserve") is True
 

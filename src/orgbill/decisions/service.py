@@ -156,7 +156,7 @@ def standing_rider(body: bytes, now: datetime) -> CallerRider | None:
     standing at `now`, when it is a plain (non-reserving) check of a meter."""
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # malformed: FastAPI answers it
         return None
     if not isinstance(parsed, dict) or parsed.get("reserve") is True or "feature" in parsed:
         return None
