@@ -23,6 +23,7 @@ from orgbill.decisions.router import router as decisions_router
 from orgbill.errors import register_error_handlers
 from orgbill.kit.cache import Memo
 from orgbill.kit.logging import configure_logging
+from orgbill.kit.routing import route_marks
 from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.body_limit import BodySizeLimitMiddleware
 from orgbill.middleware.ratelimit import CallerMiddleware, CallerPaths, RouteTable
@@ -106,11 +107,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sign_in_guard = SignInGuard(redis, settings.rate_limit_key_prefix, fallback)
     register_error_handlers(app)
 
-    # First: routes are matched in order, and Stripe delivers webhooks in bulk.
+    # Routing tries the routers in this order, each route in turn: the hot paths first (Stripe's
+    # webhooks, which arrive in bulk, then the decision call's few routes, then the profile
+    # read's). No two routers' paths overlap, so the order changes nothing else.
     app.include_router(stripe_webhook_router, prefix=API_PREFIX)
     for router in (
-        auth_router,
+        decisions_router,
         organizations_router,
+        auth_router,
         plans_router,
         admin_router,
         billing_router,
@@ -119,7 +123,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         credits_router,
         credit_checkout_router,
         credits_admin_router,
-        decisions_router,
         webhooks_out_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
@@ -136,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # log, which wraps the caller and rate limit step, which wraps the app.
     app.add_middleware(
         CallerMiddleware,
-        routes=RouteTable(app.openapi),
+        routes=RouteTable(app.openapi, lambda: route_marks(app.routes)),
         settings=settings,
         limiter=rate_limiter,
         catalog_store=catalog_store,

@@ -19,6 +19,7 @@ from orgbill.auth.last_used import ApiKeyUsageRecorder
 from orgbill.auth.principal import (
     ApiKeyPrincipal,
     Caller,
+    CallerRider,
     NamedOrg,
     Principal,
     UserPrincipal,
@@ -55,13 +56,16 @@ def has_credentials(request: Request) -> bool:
     return "x-api-key" in headers or "authorization" in headers or SESSION_COOKIE in request.cookies
 
 
-async def identify(request: Request, session: AsyncSession, settings: Settings) -> Principal:
-    """The caller its credentials prove; raises Unauthorized/Forbidden when they fail."""
+async def identify(
+    request: Request, session: AsyncSession, settings: Settings, rider: CallerRider | None = None
+) -> Principal:
+    """The caller its credentials prove; raises Unauthorized/Forbidden when they fail. An API
+    key's lookup carries `rider` (a route's own reads) in the same round trip."""
     raw_key = request.headers.get("x-api-key")
     authorization = request.headers.get("authorization")
     cookie_token = request.cookies.get(SESSION_COOKIE)
     if raw_key is not None:
-        return await _api_key_principal(request, session, settings, raw_key.strip())
+        return await _api_key_principal(request, session, settings, raw_key.strip(), rider)
     if authorization is not None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -74,16 +78,20 @@ async def identify(request: Request, session: AsyncSession, settings: Settings) 
 
 
 async def _api_key_principal(
-    request: Request, session: AsyncSession, settings: Settings, raw_key: str
+    request: Request,
+    session: AsyncSession,
+    settings: Settings,
+    raw_key: str,
+    rider: CallerRider | None,
 ) -> ApiKeyPrincipal:
     if not looks_like_api_key(raw_key):
         raise Unauthorized("Invalid API key")
     found = await repository.get_api_key_with_org(
-        session, hash_api_key(raw_key, settings.api_key_secret)
+        session, hash_api_key(raw_key, settings.api_key_secret), rider
     )
     if found is None:
         raise Unauthorized("Invalid API key")
-    key, org, plan_inputs = found
+    key, org = found.key, found.organization
     now = utcnow()
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
         raise Unauthorized("API key revoked or expired")
@@ -91,7 +99,13 @@ async def _api_key_principal(
         raise Unauthorized("Invalid API key")
     recorder: ApiKeyUsageRecorder = request.app.state.api_key_usage
     recorder.record(key.id, key.last_used_at)
-    return ApiKeyPrincipal(key=key, organization=org, plan_inputs=plan_inputs)
+    return ApiKeyPrincipal(
+        key=key,
+        organization=org,
+        plan_inputs=found.plan_inputs,
+        rider=rider,
+        rider_values=found.rider_values,
+    )
 
 
 async def _user_principal(session: AsyncSession, settings: Settings, token: str) -> UserPrincipal:

@@ -5,8 +5,10 @@ routes alike."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from orgbill.entitlements.repository import PlanInputs
 from orgbill.entitlements.resolver import EffectivePlan
@@ -26,11 +28,25 @@ class ApiKeyRef:
     last_used_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class CallerRider:
+    """Reads a route adds to the caller's API-key lookup (`kit.routing.rides_with_caller`),
+    so they cost no round trip of their own."""
+
+    name: str  # the extended lookup is built once per name
+    # Labelled scalar subqueries, given the caller's org id column; the same for every `name`.
+    columns: Callable[[Any], tuple[Any, ...]]
+    params: Mapping[str, Any]  # bound to those columns (names distinct from the lookup's)
+
+
 @dataclass(slots=True)
 class ApiKeyPrincipal:
     key: ApiKeyRef
     organization: Organization
     plan_inputs: PlanInputs
+    # The rider the lookup carried and the row's values under its labels.
+    rider: CallerRider | None = None
+    rider_values: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)

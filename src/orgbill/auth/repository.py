@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Uuid, bindparam, or_, select, update
+from sqlalchemy import Select, Uuid, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.auth.principal import ApiKeyRef
+from orgbill.auth.principal import ApiKeyRef, CallerRider
 from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
 from orgbill.models import ApiKey, Membership, Organization, OrganizationStatus, User
 
@@ -35,16 +37,52 @@ _ORG_WITH_ROLE = with_plan_inputs(
 )
 
 
+_RIDDEN: dict[str, tuple[Select[Any], tuple[str, ...]]] = {}
+
+
+def _ridden_lookup(rider: CallerRider) -> tuple[Select[Any], tuple[str, ...]]:
+    """The key lookup extended with a rider's columns (built once per rider name), and their
+    labels."""
+    found = _RIDDEN.get(rider.name)
+    if found is None:
+        columns = rider.columns(ApiKey.organization_id)
+        found = _RIDDEN[rider.name] = (
+            _API_KEY_WITH_ORG.add_columns(*columns),
+            tuple(column.key for column in columns),
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyLookup:
+    key: ApiKeyRef
+    organization: Organization
+    plan_inputs: PlanInputs
+    rider_values: dict[str, Any] | None
+
+
 async def get_api_key_with_org(
-    session: AsyncSession, key_hash: str
-) -> tuple[ApiKeyRef, Organization, PlanInputs] | None:
-    """The key, its org and the org's plan inputs in one round trip (the hot path)."""
-    row = (await session.execute(_API_KEY_WITH_ORG, {"key_hash": key_hash})).first()
+    session: AsyncSession, key_hash: str, rider: CallerRider | None = None
+) -> ApiKeyLookup | None:
+    """The key, its org, the org's plan inputs and what `rider` asks for, in one round trip
+    (the hot path)."""
+    if rider is None:
+        stmt, labels = _API_KEY_WITH_ORG, ()
+        params: dict[str, Any] = {"key_hash": key_hash}
+    else:
+        stmt, labels = _ridden_lookup(rider)
+        params = {**rider.params, "key_hash": key_hash}
+    row = (await session.execute(stmt, params)).first()
     if row is None:
         return None
     values = row._mapping
     key = ApiKeyRef(**{name: values[f"key_{name}"] for name in ApiKeyRef.__dataclass_fields__})
-    return key, row.Organization, plan_inputs_from_row(row)
+    return ApiKeyLookup(
+        key,
+        row.Organization,
+        plan_inputs_from_row(row),
+        {label: values[label] for label in labels} if rider is not None else None,
+    )
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:

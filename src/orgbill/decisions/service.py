@@ -10,6 +10,7 @@ take the same lock and count the same holds, so no two callers are promised the 
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.auth.principal import OrgAccess
+from orgbill.auth.principal import ApiKeyPrincipal, CallerRider, OrgAccess, Principal
 from orgbill.credits import service as credits
 from orgbill.decisions import schemas
 from orgbill.entitlements.periods import Period
@@ -30,6 +31,7 @@ from orgbill.reservations import repository as reservations
 from orgbill.reservations.repository import CREDITS_METRIC, HeldState
 from orgbill.usage import repository as usage_totals
 from orgbill.usage import service as usage
+from orgbill.usage.repository import StandingAt
 from orgbill.usage.schemas import MAX_EVENT_QUANTITY
 
 
@@ -128,15 +130,66 @@ async def _read_standing(
         held = await reservations.held_quantity(session, org_id, CREDITS_METRIC, now)
         return Standing(balance, Decimal(0), held, True, None, None)
     limit, source, enforced, reset_at, period_start = _meter_terms(plan, meter, now)
-    found = await usage_totals.standing(session, org_id, meter.name, period_start, now)
+    ridden = _ridden_standing(access, meter.name, now)
+    used = ridden.used_in(period_start) if ridden is not None else None
+    if ridden is not None and used is not None:
+        held = ridden.held
+    else:
+        found = await usage_totals.standing(session, org_id, meter.name, period_start, now)
+        used, held = found.used, found.held
     return Standing(
         Decimal(limit) if limit is not None else None,
-        Decimal(found.used),
-        found.held,
+        Decimal(used),
+        held,
         enforced,
         source,
         reset_at,
     )
+
+
+# A plain metric check's standing rides with the caller's API-key lookup: one round trip.
+_STANDING_RIDER = "decision_standing"
+
+
+def standing_rider(body: bytes, now: datetime) -> CallerRider | None:
+    """What the caller's lookup carries for this raw `POST /check` body: the metric's
+    standing at `now`, when it is a plain (non-reserving) check of a meter."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):  # malformed: FastAPI answers it
+        return None
+    if not isinstance(parsed, dict) or parsed.get("reserve") is True or "feature" in parsed:
+        return None
+    metric = parsed.get("metric")
+    if not isinstance(metric, str) or metric == CREDITS_METRIC:
+        return None
+    return CallerRider(
+        name=_STANDING_RIDER,
+        columns=usage_totals.standing_columns,
+        params=usage_totals.standing_params(metric, now),
+    )
+
+
+def ridden_instant(principal: Principal | None) -> datetime | None:
+    """The instant the caller's lookup read a standing at, if it carried one: the decision
+    is taken at that instant, so what it read is what the decision counts."""
+    rider = principal.rider if isinstance(principal, ApiKeyPrincipal) else None
+    if rider is None or rider.name != _STANDING_RIDER:
+        return None
+    instant: datetime = rider.params["standing_now"]
+    return instant
+
+
+def _ridden_standing(access: OrgAccess, metric: str, now: datetime) -> StandingAt | None:
+    principal = access.principal
+    if not isinstance(principal, ApiKeyPrincipal) or principal.rider_values is None:
+        return None
+    rider = principal.rider
+    if rider is None or rider.name != _STANDING_RIDER:
+        return None
+    if rider.params != usage_totals.standing_params(metric, now):
+        return None  # another metric or instant than this decision's
+    return StandingAt.from_values(principal.rider_values)
 
 
 async def _lock(

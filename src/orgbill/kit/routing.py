@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.routing import BaseRoute
 
 _SESSION_ATTR = "orgbill_session"
 _WRITES_ATTR = "orgbill_writes"
 _WRITES_WHEN = "orgbill_writes_when"
+_CALLER_RIDER = "orgbill_caller_rider"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WritesWhen = Callable[[Request], Awaitable[bool]]
+CallerRider = Callable[[bytes], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -28,6 +32,47 @@ def writes_when(predicate: WritesWhen) -> Callable[[F], F]:
         return endpoint
 
     return mark
+
+
+def rides_with_caller(rider: CallerRider) -> Callable[[F], F]:
+    """Marks an endpoint whose request body names reads the caller's lookup can carry in its
+    own round trip: `rider(body)` returns what the caller step (auth/caller.py) adds to its
+    statement, or None. (kit knows no domain: what a rider returns is auth's business.)"""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _CALLER_RIDER, rider)
+        return endpoint
+
+    return mark
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMarks:
+    """What an endpoint tells the caller step, which runs before routing."""
+
+    writes_when: WritesWhen | None
+    caller_rider: CallerRider | None
+
+
+def route_marks(routes: Iterable[BaseRoute]) -> dict[tuple[str, str], RouteMarks]:
+    """(method, path template) → the marks of each endpoint that has any."""
+    found: dict[tuple[str, str], RouteMarks] = {}
+    # Route contexts: included routers' routes with their full paths.
+    for route in iter_route_contexts(list(routes)):
+        marks = RouteMarks(
+            writes_when=getattr(route.endpoint, _WRITES_WHEN, None),
+            caller_rider=getattr(route.endpoint, _CALLER_RIDER, None),
+        )
+        if (marks.writes_when or marks.caller_rider) and route.path_format:
+            for method in route.methods or ():
+                found[(method, route.path_format)] = marks
+    return found
+
+
+async def decide_writes(request: Request, predicate: WritesWhen) -> None:
+    """Settles whether this request's unit of work writes, before its session is opened (the
+    caller middleware opens it to identify the caller, ahead of routing)."""
+    setattr(request.state, _WRITES_ATTR, await predicate(request))
 
 
 def _writes(request: Request) -> bool:
@@ -66,8 +111,8 @@ class TransactionalRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
-                if predicate is not None:
-                    setattr(request.state, _WRITES_ATTR, await predicate(request))
+                if predicate is not None and getattr(request.state, _WRITES_ATTR, None) is None:
+                    await decide_writes(request, predicate)
                 response = await handler(request)
                 session: AsyncSession | None = getattr(request.state, _SESSION_ATTR, None)
                 # Reads go through the autocommit, read-only engine: nothing to commit.

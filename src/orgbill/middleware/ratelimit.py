@@ -35,7 +35,7 @@ from orgbill.auth.principal import Caller, UserPrincipal
 from orgbill.config import Settings
 from orgbill.errors import error_response
 from orgbill.kit.client_ip import client_address
-from orgbill.kit.routing import close_session, get_session
+from orgbill.kit.routing import RouteMarks, close_session, decide_writes, get_session
 from orgbill.plans.store import CatalogStore
 from orgbill.ratelimit.buckets import Bucket, RateDecision
 from orgbill.ratelimit.context import (
@@ -61,9 +61,21 @@ class RouteTable:
     routing. Built once from the app's OpenAPI document (the operations the app serves), so
     it depends on no router internals; an undocumented path counts as unknown."""
 
-    def __init__(self, openapi: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        openapi: Callable[[], dict[str, Any]],
+        route_marks: Callable[[], dict[tuple[str, str], RouteMarks]] = dict,
+    ) -> None:
         self._openapi = openapi
         self._routes: list[tuple[re.Pattern[str], str, frozenset[str]]] | None = None
+        self._route_marks = route_marks
+        self._marks: dict[tuple[str, str], RouteMarks] | None = None
+
+    def marks(self, method: str, template: str) -> RouteMarks | None:
+        """What the route's endpoint tells this step (kit/routing.py), if anything."""
+        if self._marks is None:
+            self._marks = self._route_marks()
+        return self._marks.get((method, template))
 
     def match(self, method: str, path: str) -> tuple[str | None, dict[str, str]]:
         """(the route's path template, its path params); (None, {}) when unknown or a wrong
@@ -158,9 +170,22 @@ class CallerMiddleware:
             return self._ip_bucket(caller), receive  # unknown route or wrong method
         if not has_credentials(request):
             return self._ip_bucket(caller), receive
+        marks = self.routes.marks(request.method, route_path)
+        rider = None
+        if marks is not None:
+            body, replayed = await _read_body(receive)
+            if marks.writes_when is not None:
+                # Decided before the session opens, so a request that writes nothing (a
+                # plain check) identifies its caller on the read-only engine (no BEGIN).
+                await decide_writes(
+                    Request(request.scope, _replay(body, receive)), marks.writes_when
+                )
+            if marks.caller_rider is not None:
+                rider = marks.caller_rider(body)
+            receive = replayed
         session = await get_session(request)
         try:
-            caller.principal = await identify(request, session, self.settings)
+            caller.principal = await identify(request, session, self.settings, rider)
             named = None
             if not route_path.startswith(self.paths.admin_prefix):
                 named = parse_org_id(path_params.get("org_id") or request.headers.get(ORG_HEADER))
@@ -221,6 +246,11 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
+    return body, _replay(body, receive)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands out `body` (already read) once, then defers to `receive`."""
     replayed = False
 
     async def replay() -> Message:
@@ -230,4 +260,4 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    return body, replay
+    return replay

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -119,6 +119,68 @@ _STANDING = select(
     .scalar_subquery(),
     active_holds(_ORG, bindparam("metric"), bindparam("now", type_=UsageTotal.updated_at.type)),
 )
+
+
+_RIDER_METRIC = bindparam("standing_metric", type_=UsageTotal.metric.type)
+_RIDER_NOW = bindparam("standing_now", type_=UsageTotal.updated_at.type)
+
+
+def _latest_total(org_id: Any, column: Any) -> Any:
+    return (
+        select(column)
+        .where(
+            UsageTotal.organization_id == org_id,
+            UsageTotal.metric == _RIDER_METRIC,
+            UsageTotal.period_start <= _RIDER_NOW,
+        )
+        .order_by(UsageTotal.period_start.desc())
+        .limit(1)
+        .correlate_except(UsageTotal)
+        .scalar_subquery()
+    )
+
+
+def standing_columns(org_id: Any) -> tuple[Any, ...]:
+    """The decision read as columns another statement (the caller's lookup) can carry,
+    correlated to its `org_id`: the metric's total with the latest period start at or before
+    `standing_now`, that start, and the holds live then. (The period a decision counts is
+    known only once the plan is resolved from the same row; see `StandingAt.used_in`.)"""
+    return (
+        _latest_total(org_id, UsageTotal.period_start).label("standing_period_start"),
+        _latest_total(org_id, UsageTotal.used).label("standing_used"),
+        active_holds(org_id, _RIDER_METRIC, _RIDER_NOW).label("standing_held"),
+    )
+
+
+def standing_params(metric: str, now: datetime) -> dict[str, Any]:
+    return {"standing_metric": metric, "standing_now": now}
+
+
+@dataclass(frozen=True, slots=True)
+class StandingAt:
+    """`standing_columns` as read: the latest total at or before the instant, and the holds."""
+
+    period_start: datetime | None
+    used: int | None
+    held: Decimal
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> StandingAt:
+        return cls(
+            values["standing_period_start"], values["standing_used"], values["standing_held"]
+        )
+
+    def used_in(self, period_start: datetime) -> int | None:
+        """The total of the period starting at `period_start` (at or before the instant read);
+        None when this read cannot tell (a later period's total was the latest)."""
+        if self.period_start is None:
+            return 0  # no total at all yet
+        latest = self.period_start
+        if latest == period_start:
+            return self.used or 0
+        if latest < period_start:
+            return 0  # the latest total is older: nothing counted in this period yet
+        return None
 
 
 async def standing(
