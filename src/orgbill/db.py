@@ -74,8 +74,9 @@ def create_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Each aiosqlite connection is a thread; readers proceed in parallel under WAL. A few
-        # suffice: more threads only contend with the event loop for the GIL (measured: 4 + 4
-        # serve the profile read 1.2x faster than 16 + 16 under 32 connections).
+        # suffice: more threads only contend with the event loop for the GIL (one same-run
+        # measurement: 4 + 4 served the profile read 1.2x faster than 16 + 16 under 32
+        # connections; other runs on this busy VM were within noise).
         # SQLite has one writer at a time: writers queue for the one connection in order,
         # instead of many connections polling the lock with busy_timeout's growing sleeps,
         # which under load starves some waiters past the timeout (a 503 for no reason).
