@@ -30,7 +30,10 @@ async def test_two_server_instances_deliver_each_event_exactly_once(
     for _, path in endpoints:
         receiver.sleep(path, 0.02)
     with serve(settings) as first, serve(settings) as second:
-        async with httpx.AsyncClient(base_url=first) as a, httpx.AsyncClient(base_url=second) as b:
+        async with (
+            httpx.AsyncClient(base_url=first, timeout=30) as a,
+            httpx.AsyncClient(base_url=second, timeout=30) as b,
+        ):
 
             async def rename(http: httpx.AsyncClient, index: int) -> None:
                 org = orgs[index % len(orgs)]

@@ -163,6 +163,8 @@ class Dispatcher:
         free = self._settings.webhook_max_in_flight - len(self._sends)
         if free <= 0 and not self._attempts:
             return 0
+        if not self._attempts and not await self._anything_due():
+            return 0  # idle: no write transaction (and on SQLite no write lock) per poll
         cap = self._settings.webhook_max_in_flight_per_endpoint
         busy = [endpoint for endpoint, n in self._per_endpoint.items() if n >= cap]
         claimed = await self._record_and_claim(max(0, free), busy)
@@ -186,6 +188,10 @@ class Dispatcher:
                 return
 
     # Claim, send, record
+
+    async def _anything_due(self) -> bool:
+        async with self._database.reader() as session:
+            return await repository.any_due(session, utcnow())
 
     async def _record_and_claim(self, limit: int, busy: list[uuid.UUID]) -> list[ClaimedDelivery]:
         attempts, self._attempts = self._attempts, []

@@ -194,6 +194,20 @@ class ClaimedDelivery:
     locked_until: datetime
 
 
+async def any_due(session: AsyncSession, now: datetime) -> bool:
+    """Whether any pending delivery is due and not leased (an indexed read, no lock)."""
+    stmt = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.status == _PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until <= now),
+        )
+        .limit(1)
+    )
+    return (await session.scalar(stmt)) is not None
+
+
 async def due_heads(
     session: AsyncSession,
     now: datetime,
