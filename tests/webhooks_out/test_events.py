@@ -264,6 +264,33 @@ async def test_usage_threshold_crossed_once_per_metric_threshold_and_period(
     assert {d["period_end"] for d in data} == {period_end}
 
 
+async def test_committed_reservation_announces_the_threshold_it_crosses(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    _, org, _, path = await _setup(client, settings, receiver, ["usage.threshold_crossed"])
+    held = await client.post(
+        f"{API}/check",
+        json={"metric": "turns", "quantity": 400, "reserve": True},
+        headers=org.key_headers,
+    )
+    assert held.status_code == 200 and held.json()["allowed"], held.text
+    reservation_id = held.json()["reservation"]["id"]
+    # A hold is not usage: nothing is announced until it is committed.
+    await asyncio.sleep(0.3)
+    assert receiver.at(path) == []
+    committed = await client.post(
+        f"{API}/reservations/{reservation_id}/commit", json={}, headers=org.key_headers
+    )
+    assert committed.status_code == 200, committed.text
+    [data] = await _only(receiver, path, "usage.threshold_crossed", 1)
+    assert (data["metric"], data["percentage"], data["used"], data["limit"]) == (
+        "turns",
+        80,
+        400,
+        500,
+    )
+
+
 async def test_credits_low_once_on_falling_below_ten_percent_of_max_credits(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:

@@ -431,7 +431,9 @@ async def commit(
     if quantity != quantity.to_integral_value():
         # Raising rolls the commit back: the hold stays as it was.
         raise _error("quantity", f"{meter.name} is counted in whole units", "whole_units")
-    await usage.record_reserved(session, org_id, meter, int(quantity), _period(plan, now), key, now)
+    await usage.record_reserved(
+        session, org_id, plan, meter, int(quantity), _period(plan, now), key, now
+    )
     return reservation_out(settled, now)
 
 

@@ -382,6 +382,7 @@ async def _refuse_over_quota(
 async def record_reserved(
     session: AsyncSession,
     org_id: uuid.UUID,
+    plan: EffectivePlan,
     meter: Meter,
     quantity: int,
     period: Period,
@@ -390,7 +391,7 @@ async def record_reserved(
 ) -> None:
     """Records usage a reservation held: one event (keyed, so never twice) and the total
     moved without a ceiling, because the hold already kept room for it. For a gauge the
-    event is a change of level."""
+    event is a change of level. Thresholds it crosses are announced as a usage event's are."""
     period_start = total_period_start(meter, period)
     row = {
         "id": uuid.uuid4(),
@@ -404,6 +405,10 @@ async def record_reserved(
     }
     if not await repository.insert_events(session, [row]):
         raise Conflict(f"Usage keyed {idempotency_key!r} was already recorded")
-    await repository.add_to_total(
+    total = await repository.add_to_total(
         session, org_id, meter.name, period_start, quantity, now, ceiling=None
     )
+    if total is not None and quantity > 0:
+        await outbox.usage_thresholds(
+            session, org_id, meter.name, total - quantity, total, meter_limit(plan, meter), period
+        )
