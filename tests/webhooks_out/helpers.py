@@ -6,7 +6,14 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
-from tests.fixtures.factories import API, UserHandle
+from orgbill.config import Settings
+from tests.fixtures.factories import (
+    API,
+    OrgHandle,
+    UserHandle,
+    create_org,
+    create_superadmin_user,
+)
 from tests.fixtures.webhook_receiver import Received, Receiver
 
 
@@ -36,6 +43,19 @@ async def endpoint_for(
     path = receiver.new_path()
     endpoint = await create_endpoint(client, admin, receiver.url(path), events, organization_id)
     return endpoint, path
+
+
+async def org_with_endpoint(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    receiver: Receiver,
+    events: list[str] | None = None,
+) -> tuple[UserHandle, OrgHandle, dict[str, Any], str]:
+    """A superadmin, a new org and an endpoint for that org's events at a fresh path."""
+    admin = await create_superadmin_user(client, settings)
+    org = await create_org(client)
+    endpoint, path = await endpoint_for(client, admin, receiver, org.id, events)
+    return admin, org, endpoint, path
 
 
 def verified(received: Received, secret: str) -> dict[str, Any]:

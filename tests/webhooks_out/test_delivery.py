@@ -13,15 +13,20 @@ from fastapi import FastAPI
 from orgbill.config import Settings
 from tests.fixtures.factories import API, create_api_key, create_org, create_superadmin_user
 from tests.fixtures.webhook_receiver import Receiver
-from tests.webhooks_out.helpers import deliveries, endpoint_for, of_type, payloads, verified
+from tests.webhooks_out.helpers import (
+    deliveries,
+    endpoint_for,
+    of_type,
+    org_with_endpoint,
+    payloads,
+    verified,
+)
 
 
 async def test_delivery_is_signed_per_standard_webhooks(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    admin = await create_superadmin_user(client, settings)
-    org = await create_org(client)
-    endpoint, path = await endpoint_for(client, admin, receiver, org.id)
+    _admin, org, endpoint, path = await org_with_endpoint(client, settings, receiver)
     renamed = await client.patch(
         f"{API}/organizations/{org.id}", json={"name": "Signed Org"}, headers=org.owner.headers
     )
@@ -101,9 +106,7 @@ async def test_a_burst_of_ten_updates_arrives_in_order_even_across_retries(
 async def test_retries_keep_the_same_webhook_id_and_the_log_shows_them(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    admin = await create_superadmin_user(client, settings)
-    org = await create_org(client)
-    endpoint, path = await endpoint_for(client, admin, receiver, org.id)
+    admin, org, endpoint, path = await org_with_endpoint(client, settings, receiver)
     receiver.fail_next(path, 500, 502)
     await client.patch(
         f"{API}/organizations/{org.id}", json={"name": "Retried"}, headers=org.owner.headers
@@ -127,9 +130,7 @@ async def test_retries_keep_the_same_webhook_id_and_the_log_shows_them(
 async def test_a_delivery_fails_after_the_retry_window_and_a_manual_retry_resends_it(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    admin = await create_superadmin_user(client, settings)
-    org = await create_org(client)
-    endpoint, path = await endpoint_for(client, admin, receiver, org.id)
+    admin, org, endpoint, path = await org_with_endpoint(client, settings, receiver)
     receiver.always_fail(path, 500)
     await client.patch(
         f"{API}/organizations/{org.id}", json={"name": "Doomed"}, headers=org.owner.headers
@@ -157,9 +158,7 @@ async def test_a_delivery_fails_after_the_retry_window_and_a_manual_retry_resend
 async def test_the_delivery_log_pages_with_the_signed_cursor(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    admin = await create_superadmin_user(client, settings)
-    org = await create_org(client)
-    endpoint, path = await endpoint_for(client, admin, receiver, org.id)
+    admin, org, endpoint, path = await org_with_endpoint(client, settings, receiver)
     for i in range(3):
         await client.patch(
             f"{API}/organizations/{org.id}", json={"name": f"Page {i}"}, headers=org.owner.headers
@@ -220,9 +219,7 @@ async def test_a_receiver_sleeping_15_seconds_slows_no_request_and_no_other_endp
 async def test_nothing_is_sent_for_a_change_that_rolled_back(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    admin = await create_superadmin_user(client, settings)
-    org = await create_org(client)
-    endpoint, path = await endpoint_for(client, admin, receiver, org.id)
+    admin, org, endpoint, path = await org_with_endpoint(client, settings, receiver)
     # agents reach 100% (its events are written), then turns pass their hard limit: the
     # whole batch is refused and rolled back, the threshold events with it.
     refused = await client.post(
@@ -289,9 +286,7 @@ async def test_a_contract_starting_and_ending_by_time_alone_is_announced(
 async def test_metrics_count_deliveries_by_status(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver, app: FastAPI
 ) -> None:
-    admin = await create_superadmin_user(client, settings)
-    org = await create_org(client)
-    endpoint, path = await endpoint_for(client, admin, receiver, org.id)
+    admin, org, endpoint, path = await org_with_endpoint(client, settings, receiver)
     await client.patch(
         f"{API}/organizations/{org.id}", json={"name": "Counted"}, headers=org.owner.headers
     )

@@ -12,16 +12,13 @@ import httpx
 from orgbill.config import Settings
 from tests.fixtures.factories import (
     API,
-    OrgHandle,
-    UserHandle,
     create_api_key,
-    create_org,
     create_superadmin_user,
     register_user,
 )
 from tests.fixtures.stripe import deliver, invoice_event, new_id, subscription_event
 from tests.fixtures.webhook_receiver import Receiver
-from tests.webhooks_out.helpers import endpoint_for, payloads, verified
+from tests.webhooks_out.helpers import endpoint_for, org_with_endpoint, payloads, verified
 
 
 async def _events(receiver: Receiver, path: str, count: int) -> list[dict[str, Any]]:
@@ -36,15 +33,6 @@ async def _only(
     got = [p for p in await _events(receiver, path, count) if p["type"] == event_type]
     assert len(got) == count, got
     return [p["data"] for p in got]
-
-
-async def _setup(
-    client: httpx.AsyncClient, settings: Settings, receiver: Receiver, events: list[str]
-) -> tuple[UserHandle, OrgHandle, dict[str, Any], str]:
-    admin = await create_superadmin_user(client, settings)
-    org = await create_org(client)
-    endpoint, path = await endpoint_for(client, admin, receiver, org.id, events)
-    return admin, org, endpoint, path
 
 
 async def test_organization_created_carries_the_organization_object(
@@ -75,7 +63,7 @@ async def test_organization_created_carries_the_organization_object(
 async def test_organization_suspended_reactivated_and_deleted(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    admin, org, _, path = await _setup(client, settings, receiver, ["*"])
+    admin, org, _, path = await org_with_endpoint(client, settings, receiver, ["*"])
     admin_url = f"{API}/admin/organizations/{org.id}"
     suspended = await client.patch(admin_url, json={"is_suspended": True}, headers=admin.headers)
     assert suspended.status_code == 200, suspended.text
@@ -103,7 +91,7 @@ async def test_organization_suspended_reactivated_and_deleted(
 async def test_api_key_created_and_revoked_carry_id_and_prefix_never_the_key(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    _, org, _, path = await _setup(
+    _, org, _, path = await org_with_endpoint(
         client, settings, receiver, ["api_key.created", "api_key.revoked"]
     )
     key = await create_api_key(client, org.owner, org.id, name="events key")
@@ -138,7 +126,7 @@ async def test_api_key_created_and_revoked_carry_id_and_prefix_never_the_key(
 async def test_stripe_webhooks_emit_subscription_invoice_and_plan_events(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    _, org, _, path = await _setup(client, settings, receiver, ["*"])
+    _, org, _, path = await org_with_endpoint(client, settings, receiver, ["*"])
     sub_id, customer, now = new_id("sub"), new_id("cus"), int(time.time())
     created = subscription_event(
         "customer.subscription.created",
@@ -206,7 +194,9 @@ async def test_stripe_webhooks_emit_subscription_invoice_and_plan_events(
 async def test_plan_changed_follows_contracts_and_admin_changes(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    admin, org, _, path = await _setup(client, settings, receiver, ["organization.plan_changed"])
+    admin, org, _, path = await org_with_endpoint(
+        client, settings, receiver, ["organization.plan_changed"]
+    )
     contract_url = f"{API}/admin/organizations/{org.id}/enterprise"
     started = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     put = await client.put(contract_url, json={"starts_at": started}, headers=admin.headers)
@@ -233,7 +223,9 @@ async def test_plan_changed_follows_contracts_and_admin_changes(
 async def test_usage_threshold_crossed_once_per_metric_threshold_and_period(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    _, org, _, path = await _setup(client, settings, receiver, ["usage.threshold_crossed"])
+    _, org, _, path = await org_with_endpoint(
+        client, settings, receiver, ["usage.threshold_crossed"]
+    )
 
     async def use(metric: str, quantity: int) -> None:
         response = await client.post(
@@ -267,7 +259,9 @@ async def test_usage_threshold_crossed_once_per_metric_threshold_and_period(
 async def test_committed_reservation_announces_the_threshold_it_crosses(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    _, org, _, path = await _setup(client, settings, receiver, ["usage.threshold_crossed"])
+    _, org, _, path = await org_with_endpoint(
+        client, settings, receiver, ["usage.threshold_crossed"]
+    )
     held = await client.post(
         f"{API}/check",
         json={"metric": "turns", "quantity": 400, "reserve": True},
@@ -294,7 +288,7 @@ async def test_committed_reservation_announces_the_threshold_it_crosses(
 async def test_credits_low_once_on_falling_below_ten_percent_of_max_credits(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
-    _, org, _, path = await _setup(client, settings, receiver, ["credits.low"])
+    _, org, _, path = await org_with_endpoint(client, settings, receiver, ["credits.low"])
 
     async def consume(amount: str, key: str) -> dict[str, Any]:
         response = await client.post(

@@ -20,10 +20,10 @@ from orgbill.models import WebhookEndpoint
 from orgbill.webhooks_out.dispatcher import Dispatcher
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.databases import migrated_settings
-from tests.fixtures.factories import API, create_org, create_superadmin_user
+from tests.fixtures.factories import API
 from tests.fixtures.webhook_receiver import Receiver
 from tests.webhooks_out.conftest import FAST_DISPATCH
-from tests.webhooks_out.helpers import deliveries, endpoint_for, verified
+from tests.webhooks_out.helpers import deliveries, org_with_endpoint, verified
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 async def test_the_dispatch_command_delivers_what_a_non_dispatching_server_wrote(
     quiet_client: httpx.AsyncClient, quiet_settings: Settings, receiver: Receiver
 ) -> None:
-    admin = await create_superadmin_user(quiet_client, quiet_settings)
-    org = await create_org(quiet_client)
-    endpoint, path = await endpoint_for(quiet_client, admin, receiver, org.id)
+    admin, org, endpoint, path = await org_with_endpoint(quiet_client, quiet_settings, receiver)
     await quiet_client.patch(
         f"{API}/organizations/{org.id}", json={"name": "Via worker"}, headers=org.owner.headers
     )
@@ -98,9 +96,7 @@ async def test_an_endpoint_failing_continuously_is_disabled(
     quiet_settings: Settings,
     receiver: Receiver,
 ) -> None:
-    admin = await create_superadmin_user(quiet_client, quiet_settings)
-    org = await create_org(quiet_client)
-    endpoint, path = await endpoint_for(quiet_client, admin, receiver, org.id)
+    admin, org, endpoint, path = await org_with_endpoint(quiet_client, quiet_settings, receiver)
     receiver.always_fail(path, 503)
     await quiet_client.patch(
         f"{API}/organizations/{org.id}", json={"name": "Unlucky"}, headers=org.owner.headers
