@@ -11,7 +11,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
-from orgbill.kit.sql import upsert_insert
+from orgbill.kit.sql import insert_ignoring_conflict, upsert_insert
 from orgbill.models import (
     EnterpriseContract,
     WebhookDelivery,
@@ -64,13 +64,15 @@ async def endpoints_for(session: AsyncSession, organization_id: uuid.UUID) -> li
 # The outbox
 
 
+# Compiled once (the dialect's on-conflict insert recompiles on every call, and every applied
+# Stripe event writes one). A null dedupe key never conflicts.
+_INSERT_EVENT = insert_ignoring_conflict(WebhookEvent.__table__, "dedupe_key", "id")
+
+
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """False when an event with the same dedupe key exists (the unique constraint decides)."""
-    stmt = upsert_insert(session, WebhookEvent).values(**values)
-    if values.get("dedupe_key") is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
-    result = await session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    """False when an event with the same dedupe key exists (the unique constraint decides).
+    `values`: every column of the event."""
+    return (await session.execute(_INSERT_EVENT, values)).first() is not None
 
 
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
