@@ -46,6 +46,8 @@ from orgbill.db import Database
 from orgbill.models import Membership, Organization, User
 from orgbill.organizations import service as org_service
 from orgbill.organizations.schemas import OrganizationCreate
+from orgbill.plans.catalog import load_catalog
+from orgbill.plans.store import CatalogStore
 
 CHECK_LUA = """
 wrk.method = "POST"
@@ -97,6 +99,7 @@ async def _bench_orgs(
     org_id, api_key = first
     database = Database.from_settings(db.settings())
     orgs = [(org_id, api_key)]
+    store = CatalogStore(load_catalog(db.settings().plans_file))
     try:
         async with database.session(writes=True) as session:
             owner = await session.scalar(
@@ -105,8 +108,8 @@ async def _bench_orgs(
             user = await session.get(User, owner)
             assert user is not None
             for index in range(1, count):
-                org = await org_service.create_organization(
-                    session, user, OrganizationCreate(name=f"Bench {index}")
+                org, _ = await org_service.create_organization(
+                    session, user, OrganizationCreate(name=f"Bench {index}"), store
                 )
                 _, key = await org_service.create_initial_api_key(
                     session, org, db.settings(), name="bench"
