@@ -15,6 +15,7 @@ from orgbill.config import Settings
 from orgbill.entitlements import service as entitlements
 from orgbill.entitlements.resolver import ContractInput, EffectivePlan, contract_active
 from orgbill.errors import BadRequest, NotFound
+from orgbill.kit.changes import assign_changes
 from orgbill.kit.time import utcnow
 from orgbill.models import EnterpriseContract, Organization, OrganizationStatus
 from orgbill.organizations import schemas as org_schemas
@@ -77,14 +78,10 @@ async def update_organization(
     nullable = {"rate_limit", "limit_overrides"}
     if "limit_overrides" in requested and requested["limit_overrides"] is None:
         requested["limit_overrides"] = {}
-    changes: dict[str, Any] = {}
     for field, value in requested.items():
         if value is None and field not in nullable:
             raise BadRequest(f"{field} cannot be null")
-        old = getattr(org, field)
-        if old != value:
-            changes[field] = {"from": old, "to": value}
-            setattr(org, field, value)
+    changes = assign_changes(org, requested)
     if changes:
         org.updated_at = utcnow()
         await session.flush()

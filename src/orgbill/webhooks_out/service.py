@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgbill.audit import repository as audit
 from orgbill.auth.principal import UserPrincipal
 from orgbill.errors import BadRequest, Conflict, NotFound
+from orgbill.kit.changes import assign_changes
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import utcnow
 from orgbill.models import (
@@ -115,11 +116,7 @@ async def update_endpoint(
     for field in ("url", "events", "enabled"):
         if field in requested and requested[field] is None:
             raise BadRequest(f"{field} cannot be null")
-    changes: dict[str, object] = {}
-    for field, value in requested.items():
-        if getattr(endpoint, field) != value:
-            changes[field] = {"from": getattr(endpoint, field), "to": value}
-            setattr(endpoint, field, value)
+    changes = assign_changes(endpoint, requested)
     if changes.get("enabled") is not None and endpoint.enabled:
         # Re-enabled: its failing run starts over.
         endpoint.failing_since = None
