@@ -13,7 +13,7 @@ from orgbill.auth.jwt import issue_token
 from orgbill.auth.principal import UserPrincipal
 from orgbill.config import Settings
 from orgbill.entitlements import service as entitlements
-from orgbill.entitlements.resolver import ContractInput, EffectivePlan, contract_active
+from orgbill.entitlements.resolver import ContractInput, PlanIdentity, contract_active
 from orgbill.errors import BadRequest, NotFound
 from orgbill.kit.changes import assign_changes
 from orgbill.kit.time import utcnow
@@ -52,8 +52,9 @@ async def impersonate(
     return schemas.ImpersonationToken(access_token=token, expires_in=ttl, org_id=org_id)
 
 
-async def _plan_now(session: AsyncSession, org: Organization, store: CatalogStore) -> EffectivePlan:
-    return await entitlements.effective_plan(session, org, store, utcnow())
+async def _plan_now(session: AsyncSession, org: Organization, store: CatalogStore) -> PlanIdentity:
+    """The org's plan as a plan_changed announcement compares it."""
+    return (await entitlements.effective_plan(session, org, store, utcnow())).identity
 
 
 async def update_organization(

@@ -18,6 +18,8 @@ from orgbill.plans.catalog import ENTERPRISE_PLAN, Catalog, PlanDef
 from orgbill.plans.limits import Limit, Limits
 
 PlanSource = Literal["enterprise", "stripe", "free"]
+# (plan code, plan source): what organization.plan_changed announces and compares.
+PlanIdentity = tuple[str, PlanSource]
 ENTITLING_STATUSES = frozenset({"active", "trialing", "past_due"})
 OVERDUE_STATUSES = frozenset({"past_due", "unpaid"})
 
@@ -77,6 +79,10 @@ class EffectivePlan:
     def period_at(self, at: datetime) -> Period:
         return billing_period(self.period_basis, at)
 
+    @property
+    def identity(self) -> PlanIdentity:
+        return self.plan.code, self.source
+
 
 def contract_active(contract: ContractInput, now: datetime) -> bool:
     """Half-open [starts_at, ends_at): active from its first instant, over at its end."""
@@ -122,6 +128,43 @@ def _subscription_decision(
     return LayerDecision("stripe", True, f"subscription {sub_id} is {subscription.status}")
 
 
+def _choose(
+    contract: ContractInput | None,
+    subscription: SubscriptionInput | None,
+    catalog: Catalog,
+    now: datetime,
+) -> tuple[PlanDef, PlanSource, tuple[LayerDecision, ...]]:
+    """The layer that decides the plan (enterprise contract → Stripe subscription → free)."""
+    enterprise = _contract_decision(contract, now)
+    subscribed = subscription_plan(subscription, catalog) if subscription else None
+    stripe = _subscription_decision(subscription, subscribed)
+    if enterprise.applied:
+        assert contract is not None
+        plan = catalog.plans.get(contract.plan_code, catalog.plans[ENTERPRISE_PLAN])
+        stripe = LayerDecision("stripe", False, "an enterprise contract takes precedence")
+        free = LayerDecision("free", False, "an enterprise contract takes precedence")
+        return plan, "enterprise", (enterprise, stripe, free)
+    if stripe.applied:
+        assert subscribed is not None
+        free = LayerDecision("free", False, "a Stripe subscription takes precedence")
+        return subscribed, "stripe", (enterprise, stripe, free)
+    free = LayerDecision("free", True, "no higher layer applies")
+    return catalog.free, "free", (enterprise, stripe, free)
+
+
+def plan_identity(
+    *,
+    contract: ContractInput | None,
+    subscription: SubscriptionInput | None,
+    catalog: Catalog,
+    now: datetime,
+) -> PlanIdentity:
+    """The plan `resolve` would choose, and its source, without building the rest (an org's
+    own overrides change limits and features, never these two)."""
+    plan, source, _ = _choose(contract, subscription, catalog, now)
+    return plan.code, source
+
+
 def resolve(
     *,
     contract: ContractInput | None,
@@ -130,24 +173,7 @@ def resolve(
     overrides: OrgOverrides,
     now: datetime,
 ) -> EffectivePlan:
-    enterprise = _contract_decision(contract, now)
-    subscribed = subscription_plan(subscription, catalog) if subscription else None
-    stripe = _subscription_decision(subscription, subscribed)
-    if enterprise.applied:
-        assert contract is not None
-        source: PlanSource = "enterprise"
-        plan = catalog.plans.get(contract.plan_code, catalog.plans[ENTERPRISE_PLAN])
-        stripe = LayerDecision("stripe", False, "an enterprise contract takes precedence")
-        free = LayerDecision("free", False, "an enterprise contract takes precedence")
-    elif stripe.applied:
-        assert subscribed is not None
-        source = "stripe"
-        plan = subscribed
-        free = LayerDecision("free", False, "a Stripe subscription takes precedence")
-    else:
-        source = "free"
-        plan = catalog.free
-        free = LayerDecision("free", True, "no higher layer applies")
+    plan, source, layers = _choose(contract, subscription, catalog, now)
 
     limits = dict(plan.limits)
     sources = dict.fromkeys(limits, f"plan:{plan.code}")
@@ -167,7 +193,7 @@ def resolve(
     return EffectivePlan(
         plan=plan,
         source=source,
-        layers=(enterprise, stripe, free),
+        layers=layers,
         limits=Limits(limits),
         limit_sources=sources,
         features=features,

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.credits import service as credits_service
-from orgbill.entitlements.repository import load_plan_inputs
-from orgbill.entitlements.resolver import EffectivePlan
+from orgbill.entitlements.repository import PlanInputs, load_plan_inputs
+from orgbill.entitlements.resolver import EffectivePlan, PlanIdentity, plan_identity
 from orgbill.entitlements.service import resolve_with
 from orgbill.kit.time import isoformat_z, utcnow
 from orgbill.models import Organization, StripeEventStatus
@@ -189,7 +189,7 @@ async def apply_subscription(
     org_id = await _organization_for(session, snapshot.organization_id, snapshot.stripe_customer_id)
     if org_id is not None:
         now = utcnow()
-        plan_before = await _plan_of(session, org_id, catalog, now)
+        plan_before = await _plan_identity(session, org_id, catalog)
         created = await repository.insert_subscription(
             session,
             {
@@ -228,7 +228,7 @@ async def apply_subscription(
         observed_at, row.stripe_event_created, stage, _subscription_stage(row.status)
     ):
         return Outcome("stale", f"{described}: a newer state is already applied", org_id)
-    plan_before = await _plan_of(session, org_id, catalog, utcnow())
+    plan_before = await _plan_identity(session, org_id, catalog)
     changed = _assign(row, values)
     row.stripe_event_created = observed_at
     if changed:
@@ -259,10 +259,11 @@ async def _subscription_changed(
     values: dict[str, Any],
     plan: PlanDef | None,
     catalog: Catalog,
-    plan_before: EffectivePlan | None,
+    plan_before: PlanIdentity | None,
 ) -> None:
     """subscription.updated (the subscription as GET /billing/subscription shows it), and
     organization.plan_changed if the effective plan moved."""
+    watch = await outbox.watch_plan(session, org_id)
     await outbox.emit(
         session,
         EventType.SUBSCRIPTION_UPDATED,
@@ -278,8 +279,8 @@ async def _subscription_changed(
             "cancel_at_period_end": values["cancel_at_period_end"],
         },
     )
-    plan_after = await _plan_of(session, org_id, catalog, utcnow())
-    await outbox.announce_plan(session, org_id, plan_after, plan_before)
+    plan_after = _identity_of(watch.inputs, catalog)
+    await outbox.announce_plan(session, org_id, plan_after, plan_before, watch=watch)
 
 
 async def apply_invoice(
@@ -436,6 +437,20 @@ async def apply_checkout(session: AsyncSession, snapshot: CheckoutSnapshot) -> O
         return Outcome("linked", message, org_id, customer_id)
     # The subscription it started arrives in its own customer.subscription.* events.
     return Outcome("unchanged", f"checkout {session_id} completed", org_id)
+
+
+def _identity_of(inputs: PlanInputs, catalog: Catalog) -> PlanIdentity:
+    return plan_identity(
+        contract=inputs.contract, subscription=inputs.subscription, catalog=catalog, now=utcnow()
+    )
+
+
+async def _plan_identity(
+    session: AsyncSession, org_id: uuid.UUID, catalog: Catalog
+) -> PlanIdentity:
+    """The org's plan as a plan_changed announcement compares it (its read also tells this
+    transaction's emits whether any endpoint takes the org's events)."""
+    return _identity_of((await outbox.watch_plan(session, org_id)).inputs, catalog)
 
 
 async def _plan_of(

@@ -344,7 +344,7 @@ class Dispatcher:
                 if org is None:
                     continue
                 plan = await entitlements.effective_plan(session, org, self._store, now)
-                if await outbox.announce_plan(session, org.id, plan):
+                if await outbox.announce_plan(session, org.id, plan.identity):
                     announced += 1
         return announced
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from orgbill.entitlements.periods import Period
-from orgbill.entitlements.resolver import EffectivePlan
+from orgbill.entitlements.resolver import PlanIdentity
 from orgbill.kit.schemas import decimal_number
 from orgbill.kit.time import isoformat_z, utcnow
 from orgbill.models import WebhookDeliveryStatus
@@ -30,6 +30,8 @@ from orgbill.webhooks_out.events import ALL_EVENTS, EventType
 USAGE_THRESHOLDS = (80, 100)
 CREDITS_LOW_SHARE = Decimal("0.1")
 _EMITTED = "orgbill_webhooks_emitted"
+# Per transaction: organization id → the enabled endpoints that take its events.
+_TARGETS = "orgbill_webhook_targets"
 
 # Event order: strictly increasing within a process (wall-clock nanoseconds, bumped on a tie),
 # so two events of one transaction keep the order they were emitted in.
@@ -60,6 +62,7 @@ def unregister_waker(waker: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _wake_after_commit(session: Session) -> None:
+    session.info.pop(_TARGETS, None)
     if session.info.pop(_EMITTED, False):
         for waker in list(_wakers):
             waker()
@@ -68,6 +71,18 @@ def _wake_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_EMITTED, None)
+    session.info.pop(_TARGETS, None)
+
+
+async def _targets(
+    session: AsyncSession, organization_id: uuid.UUID
+) -> list[repository.EndpointTarget]:
+    """The endpoints that take the org's events, read once per transaction (an endpoint
+    created meanwhile by another transaction is concurrent with this change either way)."""
+    known: dict[uuid.UUID, list[repository.EndpointTarget]] = session.info.setdefault(_TARGETS, {})
+    if organization_id not in known:
+        known[organization_id] = await repository.endpoints_for(session, organization_id)
+    return known[organization_id]
 
 
 async def emit(
@@ -79,7 +94,15 @@ async def emit(
     dedupe_key: str | None = None,
 ) -> bool:
     """Writes the event and its deliveries (flush-level: the caller's transaction decides).
-    With a `dedupe_key` an event is written once ever: False when it already was."""
+    An event no endpoint takes writes nothing (nothing would ever read it), unless it has a
+    `dedupe_key`: that one is written once ever, and False when it already was."""
+    targets = [
+        target
+        for target in await _targets(session, organization_id)
+        if ALL_EVENTS in target.events or event_type.value in target.events
+    ]
+    if not targets and dedupe_key is None:
+        return True
     now = utcnow()
     event_id = uuid.uuid4()
     sequence = _next_sequence()
@@ -111,8 +134,7 @@ async def emit(
             "queued_at": now,
             "created_at": now,
         }
-        for target in await repository.endpoints_for(session, organization_id)
-        if ALL_EVENTS in target.events or event_type.value in target.events
+        for target in targets
     ]
     await repository.insert_deliveries(session, rows)
     if rows:
@@ -128,25 +150,38 @@ def wake_after_commit(session: AsyncSession) -> None:
 # Events several domains derive the same way
 
 
+async def watch_plan(session: AsyncSession, organization_id: uuid.UUID) -> repository.PlanWatch:
+    """One round trip for what `announce_plan` after a change needs: the org's plan inputs,
+    its last announcement and whether any endpoint takes its events (remembered for this
+    transaction's emits, which then skip that read)."""
+    watch = await repository.plan_watch(session, organization_id)
+    if not watch.has_endpoints:
+        session.info.setdefault(_TARGETS, {})[organization_id] = []
+    return watch
+
+
 async def announce_plan(
     session: AsyncSession,
     organization_id: uuid.UUID,
-    plan: EffectivePlan,
-    before: EffectivePlan | None = None,
+    plan: PlanIdentity,
+    before: PlanIdentity | None = None,
+    *,
+    watch: repository.PlanWatch | None = None,
 ) -> bool:
     """Emits organization.plan_changed when the org's effective plan (code or source) differs
     from the one last announced for it (or, never announced, from `before`). Conditional on
     the stored announcement, so one change is announced once, by a request or a sweep.
-    True when it emitted."""
-    new = (plan.plan.code, plan.source)
+    `watch`: the announcement as this transaction already read it. True when it emitted."""
+    new: tuple[str, str] = plan
     now = utcnow()
-    stored = await repository.get_announcement(session, organization_id)
+    stored = watch.announced if watch is not None else None
+    if watch is None:
+        stored = await repository.get_announcement(session, organization_id)
     if stored is None:
         if await repository.insert_announcement(session, organization_id, *new, now):
-            if before is None or (before.plan.code, before.source) == new:
+            if before is None or before == new:
                 return False  # the first announcement is the baseline: nothing changed
-            old = (before.plan.code, before.source)
-            await _emit_plan_changed(session, organization_id, old, new)
+            await _emit_plan_changed(session, organization_id, before, new)
             return True
         stored = await repository.get_announcement(session, organization_id)
         if stored is None:  # deleted in between (the org went away): nothing to announce

@@ -7,9 +7,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import (
+    Uuid,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.kit.sql import insert_ignoring_conflict, upsert_insert
 from orgbill.models import (
@@ -49,16 +61,25 @@ class EndpointTarget:
     events: list[str]
 
 
-async def endpoints_for(session: AsyncSession, organization_id: uuid.UUID) -> list[EndpointTarget]:
-    """Enabled endpoints that take this organization's events (type matched by the caller)."""
-    stmt = select(WebhookEndpoint.id, WebhookEndpoint.events).where(
+def _takes_events_of(organization_id: Any) -> Any:
+    """An enabled endpoint that takes this organization's events (of some type)."""
+    return and_(
         WebhookEndpoint.enabled.is_(True),
         or_(
             WebhookEndpoint.organization_id.is_(None),
             WebhookEndpoint.organization_id == organization_id,
         ),
     )
-    return [EndpointTarget(row.id, list(row.events or [])) for row in await session.execute(stmt)]
+
+
+_ORG_ID = bindparam("org_id", type_=Uuid())
+_ENDPOINTS_FOR = select(WebhookEndpoint.id, WebhookEndpoint.events).where(_takes_events_of(_ORG_ID))
+
+
+async def endpoints_for(session: AsyncSession, organization_id: uuid.UUID) -> list[EndpointTarget]:
+    """Enabled endpoints that take this organization's events (type matched by the caller)."""
+    rows = await session.execute(_ENDPOINTS_FOR, {"org_id": organization_id})
+    return [EndpointTarget(row.id, list(row.events or [])) for row in rows]
 
 
 # The outbox
@@ -93,6 +114,38 @@ async def get_announcement(
     )
     row = (await session.execute(stmt)).first()
     return (row.plan_code, row.plan_source) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanWatch:
+    """What announcing an org's plan after a change needs, read in one round trip."""
+
+    inputs: PlanInputs
+    announced: tuple[str, str] | None
+    # Whether any enabled endpoint takes the org's events (if none, its events write nothing).
+    has_endpoints: bool
+
+
+_ANNOUNCED = WebhookPlanAnnouncement.__table__.alias("announced")
+# Built once: constructing statements costs more than running them.
+_PLAN_WATCH = with_plan_inputs(
+    select(
+        _ANNOUNCED.c.plan_code.label("announced_code"),
+        _ANNOUNCED.c.plan_source.label("announced_source"),
+        exists().where(_takes_events_of(_ORG_ID)).label("has_endpoints"),
+    )
+    .select_from(select(literal_column("1")).subquery())
+    .outerjoin(_ANNOUNCED, _ANNOUNCED.c.organization_id == _ORG_ID),
+    _ORG_ID,
+)
+
+
+async def plan_watch(session: AsyncSession, organization_id: uuid.UUID) -> PlanWatch:
+    row = (await session.execute(_PLAN_WATCH, {"org_id": organization_id})).one()
+    announced = None
+    if row.announced_code is not None:
+        announced = (row.announced_code, row.announced_source)
+    return PlanWatch(plan_inputs_from_row(row), announced, bool(row.has_endpoints))
 
 
 async def insert_announcement(
