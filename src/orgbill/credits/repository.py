@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orgbill.credits.ledger import GrantState
 from orgbill.entitlements.repository import BalanceState
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
-from orgbill.kit.sql import upsert_insert
+from orgbill.kit.sql import CompiledOnce, bound_columns
 from orgbill.kit.tenancy import org_select, org_update
 from orgbill.models import CreditBalance, CreditEntryKind, CreditGrant, CreditLedgerEntry
 
@@ -51,14 +51,23 @@ async def get_balance(session: AsyncSession, org_id: uuid.UUID) -> BalanceState 
     return _balance_state(row) if row else None
 
 
+_BALANCES = CreditBalance.__table__
+_CREATE_BALANCE = CompiledOnce(
+    lambda insert: (
+        insert(_BALANCES)
+        .values(**bound_columns(_BALANCES, ["organization_id", "balance", "updated_at"]))
+        .on_conflict_do_nothing(index_elements=["organization_id"])
+    )
+)
+
+
 async def lock_balance(session: AsyncSession, org_id: uuid.UUID, now: datetime) -> BalanceState:
     """The one lock on an org's credits: creates the balance row if missing, then locks it (a
     row lock on PostgreSQL; SQLite's writers are already serialised by BEGIN IMMEDIATE).
     Every credit write takes it first, so grants, ledger and balance move together."""
     await session.execute(
-        upsert_insert(session, CreditBalance)
-        .values(organization_id=org_id, balance=Decimal(0), updated_at=now)
-        .on_conflict_do_nothing(index_elements=["organization_id"])
+        _CREATE_BALANCE(session),
+        {"organization_id": org_id, "balance": Decimal(0), "updated_at": now},
     )
     stmt = org_select(CreditBalance, org_id, *_BALANCE_COLUMNS).with_for_update()
     return _balance_state((await session.execute(stmt)).one())
@@ -114,6 +123,18 @@ async def live_grants(session: AsyncSession, org_id: uuid.UUID) -> list[GrantSta
     ]
 
 
+_GRANTS = CreditGrant.__table__
+_INSERTED_GRANT_COLUMNS = [c.name for c in _GRANTS.columns if c.name != "expired_at"]  # at expiry
+_INSERT_GRANT = CompiledOnce(
+    lambda insert: (
+        insert(_GRANTS)
+        .values(**bound_columns(_GRANTS, _INSERTED_GRANT_COLUMNS))
+        .on_conflict_do_nothing()
+        .returning(_GRANTS.c.id)
+    )
+)
+
+
 async def insert_grant(
     session: AsyncSession,
     org_id: uuid.UUID,
@@ -124,23 +145,18 @@ async def insert_grant(
 ) -> bool:
     """False when the grant's month or checkout session already has one (the unique
     constraints decide, in the same statement)."""
-    stmt = (
-        upsert_insert(session, CreditGrant)
-        .values(
-            id=grant.id,
-            organization_id=org_id,
-            kind=grant.kind,
-            amount=grant.amount,
-            remaining=grant.remaining,
-            expires_at=grant.expires_at,
-            allowance_month=allowance_month,
-            stripe_checkout_session_id=stripe_checkout_session_id,
-            created_at=grant.created_at,
-        )
-        .on_conflict_do_nothing()
-        .returning(CreditGrant.id)
-    )
-    return await session.scalar(stmt) is not None
+    values = {
+        "id": grant.id,
+        "organization_id": org_id,
+        "kind": grant.kind,
+        "amount": grant.amount,
+        "remaining": grant.remaining,
+        "expires_at": grant.expires_at,
+        "allowance_month": allowance_month,
+        "stripe_checkout_session_id": stripe_checkout_session_id,
+        "created_at": grant.created_at,
+    }
+    return await session.scalar(_INSERT_GRANT(session), values) is not None
 
 
 async def draw_from_grant(
@@ -186,6 +202,17 @@ async def grant_for_checkout_session(
 # Ledger
 
 
+_ENTRIES = CreditLedgerEntry.__table__
+_INSERT_ENTRY = CompiledOnce(
+    lambda insert: (
+        insert(_ENTRIES)
+        .values(**bound_columns(_ENTRIES))
+        .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
+        .returning(_ENTRIES.c.id)
+    )
+)
+
+
 async def insert_entry(
     session: AsyncSession,
     org_id: uuid.UUID,
@@ -201,23 +228,18 @@ async def insert_entry(
 ) -> uuid.UUID | None:
     """Appends an entry; None when its idempotency key was already used (the unique
     constraint decides, in the same statement)."""
-    stmt = (
-        upsert_insert(session, CreditLedgerEntry)
-        .values(
-            id=entry_id or uuid.uuid4(),
-            organization_id=org_id,
-            kind=kind,
-            amount=amount,
-            idempotency_key=idempotency_key,
-            reason=reason,
-            actor_user_id=actor_user_id,
-            grant_id=grant_id,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
-        .returning(CreditLedgerEntry.id)
-    )
-    return await session.scalar(stmt)
+    values = {
+        "id": entry_id or uuid.uuid4(),
+        "organization_id": org_id,
+        "kind": kind,
+        "amount": amount,
+        "idempotency_key": idempotency_key,
+        "reason": reason,
+        "actor_user_id": actor_user_id,
+        "grant_id": grant_id,
+        "created_at": now,
+    }
+    return await session.scalar(_INSERT_ENTRY(session), values)
 
 
 async def get_entry_by_key(

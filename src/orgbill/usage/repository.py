@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, select, update
+from sqlalchemy import Integer, Uuid, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.kit.sql import upsert_insert
+from orgbill.kit.sql import CompiledOnce, bound_columns, dialect_insert
 from orgbill.models import UsageEvent, UsageTotal
 from orgbill.reservations.repository import active_holds
+
+_EVENTS = UsageEvent.__table__
+_TOTALS = UsageTotal.__table__
+_TOTAL_KEY = ["organization_id", "metric", "period_start"]
+
+
+def _events_insert(insert: Callable[[Any], Any]) -> Any:
+    return (
+        insert(_EVENTS)
+        .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
+        .returning(_EVENTS.c.metric, _EVENTS.c.period_start, _EVENTS.c.quantity)
+    )
+
+
+# One row (a reservation's commit) on a statement compiled once; see insert_events.
+_INSERT_ONE_EVENT = CompiledOnce(
+    lambda insert: _events_insert(lambda table: insert(table).values(**bound_columns(table)))
+)
 
 
 async def insert_events(
@@ -22,19 +40,29 @@ async def insert_events(
 ) -> list[tuple[str, datetime, int]]:
     """Inserts the batch in one statement; events whose (org, idempotency key) already exists
     are skipped by the unique constraint. Returns (metric, period_start, quantity) of the
-    rows actually inserted."""
-    table = UsageEvent.__table__
-    stmt = (
-        upsert_insert(session, table)
-        .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
-        .returning(table.c.metric, table.c.period_start, table.c.quantity)
-    )
-    # Core executemany on one cached statement: SQLAlchemy batches the rows into multi-row
-    # INSERTs itself ("insertmanyvalues"). Building a fresh VALUES clause per batch instead
-    # spends most of the request compiling SQL.
+    rows actually inserted. `rows`: every column of each event."""
+    if len(rows) == 1:
+        result = await session.execute(_INSERT_ONE_EVENT(session), rows[0])
+        return [(row[0], row[1], row[2]) for row in result.all()]
+    # Core executemany: SQLAlchemy batches the rows into multi-row INSERTs itself
+    # ("insertmanyvalues"), compiling the statement once per batch.
     connection = await session.connection()
-    result = await connection.execute(stmt, list(rows))
+    result = await connection.execute(_events_insert(dialect_insert(session)), list(rows))
     return [(row[0], row[1], row[2]) for row in result.all()]
+
+
+def _add_to_total(insert: Callable[[Any], Any], *, ceiling: bool) -> Any:
+    stmt = insert(_TOTALS).values(**bound_columns(_TOTALS, [*_TOTAL_KEY, "used", "updated_at"]))
+    new_total = _TOTALS.c.used + stmt.excluded.used
+    return stmt.on_conflict_do_update(
+        index_elements=_TOTAL_KEY,
+        set_={"used": new_total, "updated_at": stmt.excluded.updated_at},
+        where=(new_total <= bindparam("ceiling", type_=Integer())) if ceiling else None,
+    ).returning(_TOTALS.c.used)
+
+
+_ADD_TO_TOTAL = CompiledOnce(lambda insert: _add_to_total(insert, ceiling=False))
+_ADD_WITHIN_CEILING = CompiledOnce(lambda insert: _add_to_total(insert, ceiling=True))
 
 
 async def add_to_total(
@@ -52,16 +80,16 @@ async def add_to_total(
     concurrency. Returns the new total, or None when the ceiling refused it."""
     if ceiling is not None and delta > ceiling:
         return None
-    insert = upsert_insert(session, UsageTotal).values(
-        organization_id=org_id, metric=metric, period_start=period_start, used=delta, updated_at=now
-    )
-    new_total = UsageTotal.used + insert.excluded.used
-    stmt = insert.on_conflict_do_update(
-        index_elements=["organization_id", "metric", "period_start"],
-        set_={"used": new_total, "updated_at": insert.excluded.updated_at},
-        where=(new_total <= ceiling) if ceiling is not None else None,
-    ).returning(UsageTotal.used)
-    return await session.scalar(stmt)
+    params: dict[str, Any] = {
+        "organization_id": org_id,
+        "metric": metric,
+        "period_start": period_start,
+        "used": delta,
+        "updated_at": now,
+    }
+    if ceiling is None:
+        return await session.scalar(_ADD_TO_TOTAL(session), params)
+    return await session.scalar(_ADD_WITHIN_CEILING(session), {**params, "ceiling": ceiling})
 
 
 async def subtract_from_total(
@@ -191,21 +219,16 @@ async def standing(
     return Standing(used=row[0] or 0, held=row[1])
 
 
-_LOCKS: dict[str, Any] = {}
-
-
-def _lock_statement(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    stmt = _LOCKS.get(dialect)
-    if stmt is None:
-        insert = upsert_insert(session, UsageTotal.__table__)
-        # A no-op update: takes the row lock (creating the row if missing) and returns the
-        # total as it stands once the lock is ours.
-        stmt = _LOCKS[dialect] = insert.on_conflict_do_update(
-            index_elements=["organization_id", "metric", "period_start"],
-            set_={"used": insert.table.c.used},
-        ).returning(insert.table.c.used)
-    return stmt
+# A no-op update: takes the row lock (creating the row if missing) and returns the total as
+# it stands once the lock is ours.
+_LOCK_TOTAL = CompiledOnce(
+    lambda insert: (
+        insert(_TOTALS)
+        .values(**bound_columns(_TOTALS, [*_TOTAL_KEY, "used", "updated_at"]))
+        .on_conflict_do_update(index_elements=_TOTAL_KEY, set_={"used": _TOTALS.c.used})
+        .returning(_TOTALS.c.used)
+    )
+)
 
 
 async def lock_total(
@@ -220,6 +243,6 @@ async def lock_total(
         "used": 0,
         "updated_at": now,
     }
-    used = await session.scalar(_lock_statement(session), params)
+    used = await session.scalar(_LOCK_TOTAL(session), params)
     assert used is not None
     return int(used)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
-from orgbill.kit.sql import insert_ignoring_conflict, upsert_insert
+from orgbill.kit.sql import CompiledOnce, bound_columns, insert_ignoring_conflict, upsert_insert
 from orgbill.models import (
     EnterpriseContract,
     WebhookDelivery,
@@ -148,15 +148,28 @@ async def plan_watch(session: AsyncSession, organization_id: uuid.UUID) -> PlanW
     return PlanWatch(plan_inputs_from_row(row), announced, bool(row.has_endpoints))
 
 
+_ANNOUNCEMENTS = WebhookPlanAnnouncement.__table__
+_INSERT_ANNOUNCEMENT = CompiledOnce(
+    lambda insert: (
+        insert(_ANNOUNCEMENTS)
+        .values(**bound_columns(_ANNOUNCEMENTS))
+        .on_conflict_do_nothing(index_elements=["organization_id"])
+        .returning(_ANNOUNCEMENTS.c.organization_id)
+    )
+)
+
+
 async def insert_announcement(
     session: AsyncSession, organization_id: uuid.UUID, code: str, source: str, now: datetime
 ) -> bool:
-    stmt = (
-        upsert_insert(session, WebhookPlanAnnouncement)
-        .values(organization_id=organization_id, plan_code=code, plan_source=source, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["organization_id"])
-    )
-    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+    """False when the org already has one (the unique key decides)."""
+    values = {
+        "organization_id": organization_id,
+        "plan_code": code,
+        "plan_source": source,
+        "updated_at": now,
+    }
+    return (await session.execute(_INSERT_ANNOUNCEMENT(session), values)).first() is not None
 
 
 async def move_announcement(
