@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import BindParameter, Table, TextClause, bindparam, text
+from sqlalchemy import BindParameter, Table, TextClause, bindparam, column, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,23 +31,16 @@ _DIALECTS: dict[str, tuple[Callable[[Any], Any], Callable[..., Dialect]]] = {
 }
 
 
-def insert_ignoring_conflict(table: Table, conflict_column: str, returning: str) -> TextClause:
-    """`INSERT INTO table (every column) VALUES (:column, …) ON CONFLICT (conflict_column) DO
-    NOTHING RETURNING returning`, as SQL text both dialects speak, built once by the caller.
-    SQLAlchemy 2.0 does not cache its dialect-specific INSERT … ON CONFLICT constructs (they
-    recompile on every execution); a text() statement compiles once. Every column is a bound
-    parameter of its own name and type."""
-    names = [c.name for c in table.columns]
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608 (schema names only)
-        f"VALUES ({', '.join(f':{name}' for name in names)}) "
-        f"ON CONFLICT ({table.c[conflict_column].name}) DO NOTHING "
-        f"RETURNING {table.c[returning].name}"
-    )
-    return (
-        text(sql)
-        .bindparams(*(bindparam(c.name, type_=c.type) for c in table.columns))
-        .columns(table.c[returning])
+def insert_ignoring_conflict(table: Table, conflict_column: str, returning: str) -> CompiledOnce:
+    """`INSERT INTO table (every column) … ON CONFLICT (conflict_column) DO NOTHING RETURNING
+    returning`, compiled once; every column is a bound parameter of its own name."""
+    return CompiledOnce(
+        lambda insert: (
+            insert(table)
+            .values(**bound_columns(table))
+            .on_conflict_do_nothing(index_elements=[conflict_column])
+            .returning(table.c[returning])
+        )
     )
 
 
@@ -88,7 +81,13 @@ class CompiledOnce:
         stmt = self._build(insert)
         dialect = dialect_class(paramstyle="named")
         compiled = stmt.compile(dialect=dialect)
-        params = [bindparam(key, type_=bind.type) for key, bind in compiled.binds.items()]
+        # A literal in the statement keeps its value; the others are the caller's to give.
+        params = [
+            bindparam(name, bind.value, type_=bind.type)
+            for bind, name in compiled.bind_names.items()
+        ]
         # PostgreSQL casts (`:id::UUID`) escaped, or text() would not see `:id` as a parameter.
         sql = str(compiled).replace("::", "\\:\\:")
-        return text(sql).bindparams(*params).columns(*stmt.exported_columns)
+        # Result columns by name and type only (an expression's own parameters stay out).
+        results = [column(c.key, c.type) for c in stmt.exported_columns]
+        return text(sql).bindparams(*params).columns(*results)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, case, column, exists, or_, select, text, update
+from sqlalchemy import Integer, bindparam, case, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
-from orgbill.kit.sql import insert_ignoring_conflict, upsert_insert
+from orgbill.kit.sql import CompiledOnce, bound_columns, insert_ignoring_conflict, upsert_insert
 from orgbill.kit.time import utcnow
 from orgbill.models import (
     Invoice,
@@ -66,38 +66,33 @@ class StoredEvent:
     catalog_revision: str | None
 
 
-def _store_applied_statement() -> Any:
+def _store_applied(insert: Callable[[Any], Any]) -> Any:
     """The inbox write of an event just applied, already stamped: a new row, or over a row a
     failed attempt left (`attempts` + 1); any other existing row is a duplicate and returns
-    nothing. Also reads the plan catalog's revision in the same round trip. SQL text both
-    dialects speak: SQLAlchemy 2.0 does not cache the dialect-specific INSERT … ON CONFLICT
-    constructs (each call recompiles), and this runs for every webhook; text() compiles once."""
+    nothing. Also reads the plan catalog's revision in the same round trip."""
     table = StripeEvent.__table__
-    catalog = PlanCatalog.__table__
-    columns = ", ".join(_EVENT_COLUMNS)
-    values = ", ".join(f":{name}" for name in _EVENT_COLUMNS)
-    restamped = ", ".join(f"{name} = excluded.{name}" for name in _RESTAMPED_COLUMNS)
-    sql = (
-        f"INSERT INTO {table.name} ({columns}) VALUES ({values}) "  # noqa: S608 (constants only)
-        f"ON CONFLICT ({table.c.stripe_event_id.name}) DO UPDATE SET {restamped}, "
-        f"attempts = {table.name}.attempts + 1 "
-        f"WHERE {table.name}.status = '{StripeEventStatus.FAILED.value}' "
-        f"RETURNING {table.c.id.name}, "
-        f"(SELECT {catalog.c.content_hash.name} FROM {catalog.name} WHERE id = {CATALOG_ROW_ID})"
+    stmt = insert(table).values(**bound_columns(table, _EVENT_COLUMNS))
+    restamped: dict[str, Any] = {name: stmt.excluded[name] for name in _RESTAMPED_COLUMNS}
+    catalog_revision = (
+        select(PlanCatalog.content_hash)
+        .where(PlanCatalog.id == CATALOG_ROW_ID)
+        .scalar_subquery()
+        .label("catalog_revision")
     )
-    return (
-        text(sql)
-        .bindparams(*(bindparam(name, type_=table.c[name].type) for name in _EVENT_COLUMNS))
-        .columns(table.c.id, column("catalog_revision", String()))
-    )
+    return stmt.on_conflict_do_update(
+        index_elements=["stripe_event_id"],
+        set_={**restamped, "attempts": table.c.attempts + 1},
+        where=table.c.status == StripeEventStatus.FAILED.value,
+    ).returning(table.c.id, catalog_revision)
 
 
-_STORE_APPLIED_EVENT = _store_applied_statement()
+# Every webhook writes it: compiled once.
+_STORE_APPLIED_EVENT = CompiledOnce(_store_applied)
 
 
 async def store_applied_event(session: AsyncSession, values: dict[str, Any]) -> StoredEvent | None:
-    """Stores an applied event (see _store_applied_statement); None when it is a duplicate."""
-    row = (await session.execute(_STORE_APPLIED_EVENT, values)).first()
+    """Stores an applied event (see _store_applied); None when it is a duplicate."""
+    row = (await session.execute(_STORE_APPLIED_EVENT(session), values)).first()
     return StoredEvent(row[0], row[1]) if row else None
 
 
@@ -353,7 +348,7 @@ _INSERT_SUBSCRIPTION = insert_ignoring_conflict(
 async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID | None:
     """Inserts a subscription (`values`: every column but `id`); its id, or None when it exists."""
     new_id = uuid.uuid4()
-    row = (await session.execute(_INSERT_SUBSCRIPTION, {"id": new_id, **values})).first()
+    row = (await session.execute(_INSERT_SUBSCRIPTION(session), {"id": new_id, **values})).first()
     return new_id if row is not None else None
 
 

@@ -93,7 +93,7 @@ _INSERT_EVENT = insert_ignoring_conflict(WebhookEvent.__table__, "dedupe_key", "
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> bool:
     """False when an event with the same dedupe key exists (the unique constraint decides).
     `values`: every column of the event."""
-    return (await session.execute(_INSERT_EVENT, values)).first() is not None
+    return (await session.execute(_INSERT_EVENT(session), values)).first() is not None
 
 
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
