@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from orgbill.config import Settings
 from orgbill.decisions.router import decision_time
+from orgbill.plans.catalog import MAX_COUNT_LIMIT
 from tests.fixtures.factories import (
     API,
     OrgHandle,
@@ -154,6 +155,26 @@ async def test_soft_and_unlimited_meters_never_refuse(
     await admin_patch(client, settings, org, limit_overrides={"max_turns_per_period": "unlimited"})
     unlimited = await check(client, org, metric="turns", quantity=1_000_000, reserve=True)
     assert unlimited["allowed"] and unlimited["limit"] is None and unlimited["remaining"] is None
+
+
+async def test_a_hard_limit_beyond_32_bits_admits_usage_and_holds(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # Limits are 64-bit like the totals they bound: the ceiling's parameter is typed as the
+    # total's column, not as a 32-bit integer. Past the largest limit is refused, not a 500.
+    org = await create_org(client)
+    huge = MAX_COUNT_LIMIT
+    refused = await client.patch(
+        f"{API}/admin/organizations/{org.id}",
+        json={"limit_overrides": {"max_turns_per_period": huge + 1}},
+        headers=(await create_superadmin_user(client, settings)).headers,
+    )
+    assert refused.status_code in (400, 422), refused.text
+    await admin_patch(client, settings, org, limit_overrides={"max_turns_per_period": huge})
+    assert await record(client, org, "turns", 5) == 200
+    held = await check(client, org, metric="turns", quantity=3, reserve=True)
+    assert (held["allowed"], held["limit"], held["used"], held["reserved"]) == (True, huge, 5, 0)
+    assert (await usage(client, org)).json()["turns"]["current"] == 5
 
 
 async def test_features_from_plan_boolean_limits_and_entitlements(

@@ -107,6 +107,11 @@ class Catalog:
         return next((m for m in self.meters.values() if m.limit == limit), None)
 
 
+# The largest count limit: quantities are stored exactly with four decimals (credits' type),
+# so a limit past this could not be compared with them on every database.
+MAX_COUNT_LIMIT = 10**12
+
+
 def parse_limit(plan: str, name: str, raw: Any, *, strict: bool = True) -> Limit:
     """Strict: a bad or unknown limit is a `CatalogError`. Lenient (reading what is already
     stored): it is kept as an unknown limit, shown as stored."""
@@ -145,6 +150,8 @@ def _parse_limit(plan: str, name: str, raw: Any) -> Limit:
             "a positive integer" if kind == "rate" else 'a non-negative integer or "unlimited"'
         )
         raise CatalogError(f"{where}: must be {allowed}")
+    if raw > MAX_COUNT_LIMIT:
+        raise CatalogError(f'{where}: at most {MAX_COUNT_LIMIT} (or "unlimited")')
     return Limit.count(raw)
 
 

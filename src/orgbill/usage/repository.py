@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, Uuid, bindparam, select, update
+from sqlalchemy import Uuid, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.kit.sql import CompiledOnce, bound_columns, dialect_insert
@@ -57,7 +57,7 @@ def _add_to_total(insert: Callable[[Any], Any], *, ceiling: bool) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=_TOTAL_KEY,
         set_={"used": new_total, "updated_at": stmt.excluded.updated_at},
-        where=(new_total <= bindparam("ceiling", type_=Integer())) if ceiling else None,
+        where=(new_total <= bindparam("ceiling", type_=_TOTALS.c.used.type)) if ceiling else None,
     ).returning(_TOTALS.c.used)
 
 
