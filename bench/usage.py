@@ -74,7 +74,7 @@ async def _prepare_org(settings: Settings) -> tuple[str, str]:
         async with database.session(writes=True) as session:
             org = await session.get(Organization, uuid.UUID(demo["organization"]["id"]))
             assert org is not None
-            org.limit_overrides = {"max_logs_per_month": 10**15}
+            org.limit_overrides = {"max_logs_per_month": 10**12}
             org.rate_limit = 1_000_000
             await session.commit()
     finally:

@@ -4,6 +4,7 @@ fields this version does not know: they are kept and shown, never fatal)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import tomllib
 from dataclasses import dataclass, field
@@ -120,8 +121,14 @@ def parse_limit(plan: str, name: str, raw: Any, *, strict: bool = True) -> Limit
     except CatalogError:
         if strict:
             raise
-        logger.warning("unknown or invalid limit kept as stored", extra={"limit": name})
+        _warn_kept_as_stored(name, repr(raw))
         return Limit.unknown(raw)
+
+
+@functools.lru_cache(maxsize=256)
+def _warn_kept_as_stored(name: str, raw: str) -> None:
+    # Stored limits are parsed on every read: once per process and value, not per request.
+    logger.warning("unknown or invalid limit kept as stored", extra={"limit": name, "raw": raw})
 
 
 def _parse_limit(plan: str, name: str, raw: Any) -> Limit:
