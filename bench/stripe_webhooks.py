@@ -211,7 +211,19 @@ def _py_spy(pid: int, output: str | None) -> Iterator[None]:
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     fmt = "flamegraph" if output.endswith(".svg") else "raw"
-    cmd = [spy, "record", "--pid", str(pid), "--output", output, "--format", fmt, "--nonblocking"]
+    cmd = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--output",
+        output,
+        "--format",
+        fmt,
+        "--nonblocking",
+        "--rate",
+        "500",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1)  # attached before the load starts
     try:

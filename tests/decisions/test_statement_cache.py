@@ -1,32 +1,63 @@
 """Hot writes send only statements SQLAlchemy compiled once: its dialect INSERT … ON CONFLICT
 constructs have no cache key and compile again on every execution (about a millisecond of
-CPU each), so the hot paths send them as `kit.sql.CompiledOnce` text instead."""
+CPU each), and finding any other statement in its cache walks the whole statement, so the
+hot paths send them as `kit.sql.CompiledOnce` text instead."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
-from sqlalchemy import event
+from sqlalchemy import TextClause, bindparam, event, select, update
 from sqlalchemy.engine.interfaces import CacheStats
+from sqlalchemy.sql.selectable import TextualSelect
 
+from orgbill.kit.sql import CompiledOnce
+from orgbill.models import Organization, OrganizationStatus
 from tests.fixtures.factories import API, create_org
+from tests.fixtures.stripe import deliver, new_id, subscription_event
+
+
+def _engines(app: FastAPI) -> tuple[Any, Any]:
+    database = app.state.database
+    return database.engine.sync_engine, database.read_engine.sync_engine
+
+
+@contextmanager
+def statements_not_text(app: FastAPI) -> Iterator[list[str]]:
+    """SQL of each compiled statement the app sends that is not SQL text."""
+    found: list[str] = []
+
+    def record(_c: Any, _cur: Any, sql: str, _p: Any, context: Any, _many: bool) -> None:
+        statement = context.compiled.statement if context.compiled is not None else None
+        if statement is not None and not isinstance(statement, TextClause | TextualSelect):
+            found.append(sql.split(" (")[0])
+
+    for engine in _engines(app):
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield found
+    finally:
+        for engine in _engines(app):
+            event.remove(engine, "before_cursor_execute", record)
 
 
 @contextmanager
 def uncached_statements(app: FastAPI) -> Iterator[list[str]]:
     """SQL of each compiled statement the app sends that has no compiled-cache key."""
     uncached: list[str] = []
-    database = app.state.database
 
     def record(_c: Any, _cur: Any, sql: str, _p: Any, context: Any, _many: bool) -> None:
         if context.compiled is not None and context.cache_hit is CacheStats.NO_CACHE_KEY:
             uncached.append(sql.split(" (")[0])
 
-    engines = (database.engine.sync_engine, database.read_engine.sync_engine)
+    engines = _engines(app)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:
@@ -58,3 +89,81 @@ async def test_reserve_commit_and_a_usage_event_send_only_cached_statements(
     assert uncached == []
     usage = (await client.get(f"{API}/usage", headers=headers)).json()
     assert usage["turns"]["current"] == 4  # two commits of 1 and two events of 1
+
+
+async def test_a_stripe_subscription_change_and_a_settlement_send_only_sql_text(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    org = await create_org(client)
+    sub, customer, created = new_id("sub"), new_id("cus"), 1_800_000_000
+    first = subscription_event(
+        "customer.subscription.created",
+        sub_id=sub,
+        customer=customer,
+        status="active",
+        created=created,
+        org_id=org.id,
+    )
+    assert (await deliver(client, first)).status_code == 200
+    with statements_not_text(app) as found:
+        for step, status in enumerate(("past_due", "active"), start=1):
+            changed = subscription_event(
+                "customer.subscription.updated",
+                sub_id=sub,
+                customer=customer,
+                status=status,
+                created=created + step,
+                org_id=org.id,
+            )
+            response = await deliver(client, changed)
+            assert response.status_code == 200, response.text
+        held = await _post(client, "/check", org.key_headers, metric="turns", reserve=True)
+        reservation = held["reservation"]["id"]
+        await _post(client, f"/reservations/{reservation}/release", org.key_headers)
+    # Only the caller's lookup (it loads the organization entity) and the key's last-used
+    # stamp (written at most once a minute) stay Core statements.
+    allowed = ("SELECT organization.", "UPDATE api_key SET last_used_at")
+    assert [sql for sql in found if not sql.startswith(allowed)] == []
+    status = await client.get(f"{API}/billing/subscription", headers=org.key_headers)
+    assert status.json()["status"] == "active"
+
+
+async def test_compiled_once_keeps_literals_row_counts_and_refuses_an_in_list(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    org = await create_org(client)
+    table = Organization.__table__
+    renamed = CompiledOnce.of(
+        update(table)
+        .where(
+            table.c.id == _bind("org_id", table.c.id.type),
+            table.c.status == OrganizationStatus.ACTIVE.value,
+        )
+        .values(
+            name=_bind("name", table.c.name.type), updated_at=_bind("now", table.c.updated_at.type)
+        )
+    )
+    named = CompiledOnce.of(
+        select(table.c.name.label("org_name")).where(table.c.id == _bind("org_id", table.c.id.type))
+    )
+    async with app.state.database.session(writes=True) as session:
+        result = await session.execute(
+            renamed(session),
+            {"org_id": uuid.UUID(org.id), "name": "renamed", "now": datetime.now(UTC)},
+        )
+        assert result.rowcount == 1
+        row = (await session.execute(named(session), {"org_id": uuid.UUID(org.id)})).one()
+        assert row.org_name == "renamed"
+        listed = CompiledOnce.of(
+            select(table.c.id).where(table.c.id.in_(_bind("ids", table.c.id.type, expanding=True)))
+        )
+        with pytest.raises(ValueError, match="IN list"):
+            listed(session)
+        defaulted = CompiledOnce.of(update(table).values(name=_bind("name", table.c.name.type)))
+        with pytest.raises(ValueError, match="every column with a default"):
+            defaulted(session)
+        await session.rollback()
+
+
+def _bind(name: str, type_: Any, *, expanding: bool = False) -> Any:
+    return bindparam(name, type_=type_, expanding=expanding)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import BindParameter, Table, TextClause, bindparam, column, text
+from sqlalchemy import BindParameter, Executable, Table, bindparam, column, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,29 +54,38 @@ def bound_columns(
 
 
 class CompiledOnce:
-    """An INSERT … ON CONFLICT statement, compiled once per dialect into SQL text.
+    """A statement compiled once per dialect into SQL text.
 
     SQLAlchemy 2.0's dialect INSERTs (the ones that spell ON CONFLICT) have no cache key, so
     each execution compiles them again: about a millisecond of CPU, more than the round trip.
-    `build(insert)` makes the statement with `insert` (the dialect's `insert` function); its
-    values must be bound parameters (`bound_columns`). It is compiled with that dialect's
-    SQL and named parameters into a text() statement with the same typed parameters and
-    result columns, which SQLAlchemy caches like any other."""
+    Every other statement is cached, but finding it in the cache walks the whole statement
+    to make its key, and an ORM-annotated one also takes the ORM's execution path: for a hot
+    SELECT or UPDATE of a dozen joins and parameters, a few hundred microseconds per
+    execution (SQL text's key is its string). `build(insert)` makes the statement with
+    `insert` (the dialect's `insert` function); `CompiledOnce.of(stmt)` takes one already
+    built. Values must be bound parameters (`bound_columns`; a literal is kept as it is).
+    It is compiled with that dialect's SQL and named parameters into a text() statement with
+    the same typed parameters and result columns, which SQLAlchemy caches like any other."""
 
     __slots__ = ("_build", "_texts")
 
     def __init__(self, build: Callable[[Callable[[Any], Any]], Any]) -> None:
         self._build = build
-        self._texts: dict[str, TextClause] = {}
+        self._texts: dict[str, Executable] = {}
 
-    def __call__(self, session: AsyncSession) -> TextClause:
+    @classmethod
+    def of(cls, stmt: Any) -> CompiledOnce:
+        """A dialect-neutral statement already built (a Core SELECT, UPDATE or DELETE)."""
+        return cls(lambda _insert: stmt)
+
+    def __call__(self, session: AsyncSession) -> Executable:
         name = session.get_bind().dialect.name
         compiled_text = self._texts.get(name)
         if compiled_text is None:
             compiled_text = self._texts[name] = self._compile(name)
         return compiled_text
 
-    def _compile(self, name: str) -> TextClause:
+    def _compile(self, name: str) -> Executable:
         insert, dialect_class = _DIALECTS[name]
         stmt = self._build(insert)
         dialect = dialect_class(paramstyle="named")
@@ -88,6 +97,16 @@ class CompiledOnce:
         ]
         # PostgreSQL casts (`:id::UUID`) escaped, or text() would not see `:id` as a parameter.
         sql = str(compiled).replace("::", "\\:\\:")
-        # Result columns by name and type only (an expression's own parameters stay out).
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            # A column's Python-side default (an `onupdate`, say) is computed per execution
+            # of the compiled statement; SQL text would send NULL in its place.
+            raise ValueError("a statement compiled once must set every column with a default")
+        if "POSTCOMPILE" in sql:  # an expanding IN list is rendered per execution
+            raise ValueError("a statement compiled once cannot expand an IN list")
+        clause = text(sql).bindparams(*params)
+        # Result columns by name and type only (an expression's own parameters stay out),
+        # matched by position; a statement returning nothing keeps its row count.
         results = [column(c.key, c.type) for c in stmt.exported_columns]
-        return text(sql).bindparams(*params).columns(*results)
+        if len({c.key for c in results}) != len(results):
+            raise ValueError("a statement compiled once needs distinct result column names")
+        return clause.columns(*results) if results else clause

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Uuid, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orgbill.kit.sql import upsert_insert
+from orgbill.kit.sql import CompiledOnce, upsert_insert
 from orgbill.models import Reservation, ReservationState
 
 # The metric name under which credit holds are kept (no meter may be called this).
@@ -117,7 +117,7 @@ _SETTLEABLE = (
     _table.c.expires_at > bindparam("now"),
 )
 _RETURNING = tuple(_table.c[name] for name in Settled.__slots__)  # type: ignore[attr-defined]
-_COMMIT = (
+_COMMIT = CompiledOnce.of(
     update(_table)
     .where(*_SETTLEABLE, _table.c.quantity >= bindparam("at_least", type_=_table.c.quantity.type))
     .values(
@@ -129,7 +129,7 @@ _COMMIT = (
     )
     .returning(*_RETURNING)
 )
-_RELEASE = (
+_RELEASE = CompiledOnce.of(
     update(_table)
     .where(*_SETTLEABLE)
     .values(state=ReservationState.RELEASED.value, settled_at=bindparam("now"))
@@ -217,7 +217,7 @@ _HELD_NOW = (
 # Reads the holds and inserts the new one in one statement, only if there is room:
 # used (read under the lock just before) + held + quantity <= limit. Its snapshot is taken
 # after that lock was granted, so it sees every hold committed before.
-_INSERT_IF_ROOM = (
+_INSERT_IF_ROOM = CompiledOnce.of(
     _table.insert()
     .from_select(
         [*_HOLD_VALUES, "reserved_before"],
@@ -260,7 +260,7 @@ async def insert_if_room(
         "used": used,
         "limit": limit,
     }
-    row = (await session.execute(_INSERT_IF_ROOM, params)).first()
+    row = (await session.execute(_INSERT_IF_ROOM(session), params)).first()
     return Granted(row[0], row[1]) if row else None
 
 
@@ -290,7 +290,7 @@ async def commit(
         "at_least": quantity if quantity is not None else Decimal(0),
         "committed": quantity,
     }
-    row = (await session.execute(_COMMIT, params)).first()
+    row = (await session.execute(_COMMIT(session), params)).first()
     return Settled(**row._mapping) if row else None
 
 
@@ -298,5 +298,5 @@ async def release(
     session: AsyncSession, org_id: uuid.UUID, reservation_id: uuid.UUID, now: datetime
 ) -> Settled | None:
     params = {"org_id": org_id, "reservation_id": reservation_id, "now": now}
-    row = (await session.execute(_RELEASE, params)).first()
+    row = (await session.execute(_RELEASE(session), params)).first()
     return Settled(**row._mapping) if row else None

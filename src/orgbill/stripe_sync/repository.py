@@ -280,7 +280,9 @@ class UpdatedSubscription:
 
 
 @functools.cache
-def _update_if_newer_statement(stages: tuple[tuple[str, int], ...], other_stage: int) -> Any:
+def _update_if_newer_statement(
+    stages: tuple[tuple[str, int], ...], other_stage: int
+) -> CompiledOnce:
     """UPDATE … WHERE the stored state is older (or, stamped the same second, of no later
     lifecycle stage): the ordering check and the write in one statement, under the row lock
     the UPDATE itself takes. Built once per stage table; bound parameters `new_<column>`,
@@ -294,7 +296,7 @@ def _update_if_newer_statement(stages: tuple[tuple[str, int], ...], other_stage:
     }
     now = bindparam("now", type_=c.updated_at.type)
     changed = or_(*(c[name].is_distinct_from(value) for name, value in new.items()))
-    return (
+    return CompiledOnce.of(
         update(table)
         .where(
             c.stripe_subscription_id == bindparam("stripe_id"),
@@ -330,7 +332,7 @@ async def update_subscription_if_newer(
     now = utcnow()
     params = {f"new_{name}": values[name] for name in SUBSCRIPTION_STATE_COLUMNS}
     params.update(stripe_id=stripe_id, observed_at=observed_at, stage=stage, now=now)
-    stmt = _update_if_newer_statement(stages, other_stage)
+    stmt = _update_if_newer_statement(stages, other_stage)(session)
     row = (await session.execute(stmt, params)).first()
     if row is None:
         return None

@@ -128,20 +128,22 @@ class PlanWatch:
 
 _ANNOUNCED = WebhookPlanAnnouncement.__table__.alias("announced")
 # Built once: constructing statements costs more than running them.
-_PLAN_WATCH = with_plan_inputs(
-    select(
-        _ANNOUNCED.c.plan_code.label("announced_code"),
-        _ANNOUNCED.c.plan_source.label("announced_source"),
-        exists().where(_takes_events_of(_ORG_ID)).label("has_endpoints"),
+_PLAN_WATCH = CompiledOnce.of(
+    with_plan_inputs(
+        select(
+            _ANNOUNCED.c.plan_code.label("announced_code"),
+            _ANNOUNCED.c.plan_source.label("announced_source"),
+            exists().where(_takes_events_of(_ORG_ID)).label("has_endpoints"),
+        )
+        .select_from(select(literal_column("1")).subquery())
+        .outerjoin(_ANNOUNCED, _ANNOUNCED.c.organization_id == _ORG_ID),
+        _ORG_ID,
     )
-    .select_from(select(literal_column("1")).subquery())
-    .outerjoin(_ANNOUNCED, _ANNOUNCED.c.organization_id == _ORG_ID),
-    _ORG_ID,
 )
 
 
 async def plan_watch(session: AsyncSession, organization_id: uuid.UUID) -> PlanWatch:
-    row = (await session.execute(_PLAN_WATCH, {"org_id": organization_id})).one()
+    row = (await session.execute(_PLAN_WATCH(session), {"org_id": organization_id})).one()
     announced = None
     if row.announced_code is not None:
         announced = (row.announced_code, row.announced_source)
@@ -172,6 +174,18 @@ async def insert_announcement(
     return (await session.execute(_INSERT_ANNOUNCEMENT(session), values)).first() is not None
 
 
+_MOVE_ANNOUNCEMENT = CompiledOnce.of(
+    update(_ANNOUNCEMENTS)
+    .where(
+        _ANNOUNCEMENTS.c.organization_id == _ORG_ID,
+        _ANNOUNCEMENTS.c.plan_code == bindparam("old_code", type_=_ANNOUNCEMENTS.c.plan_code.type),
+        _ANNOUNCEMENTS.c.plan_source
+        == bindparam("old_source", type_=_ANNOUNCEMENTS.c.plan_source.type),
+    )
+    .values(**bound_columns(_ANNOUNCEMENTS, ("plan_code", "plan_source", "updated_at")))
+)
+
+
 async def move_announcement(
     session: AsyncSession,
     organization_id: uuid.UUID,
@@ -181,16 +195,16 @@ async def move_announcement(
 ) -> bool:
     """Conditional on the announcement still being `old`: of two writers noticing one change
     (a request and a sweep, or two instances' sweeps) exactly one announces it."""
-    stmt = (
-        update(WebhookPlanAnnouncement)
-        .where(
-            WebhookPlanAnnouncement.organization_id == organization_id,
-            WebhookPlanAnnouncement.plan_code == old[0],
-            WebhookPlanAnnouncement.plan_source == old[1],
-        )
-        .values(plan_code=new[0], plan_source=new[1], updated_at=now)
-    )
-    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+    params = {
+        "org_id": organization_id,
+        "old_code": old[0],
+        "old_source": old[1],
+        "plan_code": new[0],
+        "plan_source": new[1],
+        "updated_at": now,
+    }
+    result = await session.execute(_MOVE_ANNOUNCEMENT(session), params)
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
