@@ -12,6 +12,8 @@ client in interleaved rounds:
   * `one-SELECT app`   one primary-key SELECT per request through SQLAlchemy.
 It prints median requests/s, p50, p99, errors, and the ratios the issue sets: check
 >= 0.7x the ceiling with p99 <= 25 ms; reserve+commit pairs/s >= 0.3x the ceiling, 0 errors.
+At 32 connections every app queues (mean latency = 32 / its requests/s), so it also runs the
+check and the ceiling at --quiet-connections (4) in the same rounds: their own p50 and p99.
 The org's limit on the meter is raised so no decision is a refusal; the rate limiter is on
 (its org bucket is far above the load), as in production.
 """
@@ -178,9 +180,17 @@ def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
             "one-SELECT app": (f"{one_select}/profile/{org_id}", {}, None, 1),
         }
         rounds: dict[str, list[LoadResult]] = {name: [] for name in targets}
+        # The same check and ceiling at a load that does not queue: their own latency.
+        quiet = {"seconds": args.seconds, "connections": args.quiet_connections}
+        quiet_targets = {name: targets[name] for name in ("check", "one-SELECT app")}
+        quiet_rounds: dict[str, list[LoadResult]] = {name: [] for name in quiet_targets}
         for _ in range(args.rounds):
             for name, (url, headers, script, threads) in targets.items():
                 rounds[name].append(wrk(url, headers, script=script, threads=threads, **load))
+            for name, (url, headers, script, threads) in quiet_targets.items():
+                quiet_rounds[name].append(
+                    wrk(url, headers, script=script, threads=threads, **quiet)
+                )
         usage = httpx.get(f"{orgbill}/api/v1/usage", headers=key).json()
     results = {name: _median(runs) for name, runs in rounds.items()}
     print(
@@ -204,6 +214,11 @@ def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
         f"  pairs / one-SELECT, {len(orgs)} orgs  {spread / ceiling:.2f}   ({spread:.0f} pairs/s)"
     )
     print(f"  turns committed, 1st org    {usage['turns']['current']}")
+    # Little's law: at 32 connections a worker serving R req/s answers in 32/R s on average,
+    # so the p99 there is queueing; at a few connections it is the request's own time.
+    print(f"\n  at {args.quiet_connections} connections (not queueing):")
+    for name, runs in quiet_rounds.items():
+        print(_row(name, _median(runs)))
     sys.stdout.flush()
 
 
@@ -213,6 +228,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--orgs", type=int, default=8, help="orgs (wrk threads) for the spread run")
+    parser.add_argument(
+        "--quiet-connections", type=int, default=4, help="connections of the latency run"
+    )
     parser.add_argument("--sqlite", action="store_true", help="measure SQLite too")
     args = parser.parse_args()
     scripts = Path(tempfile.mkdtemp(prefix="orgbill-bench-lua-"))
