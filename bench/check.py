@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import uuid
@@ -40,8 +39,9 @@ from bench.common import (
     BenchDatabase,
     LoadResult,
     bench_databases,
+    median_result,
     seed_org,
-    uvicorn_server,
+    serve,
     wrk,
 )
 from orgbill.db import Database
@@ -132,21 +132,21 @@ async def _bench_orgs(
 
 
 def _row(name: str, result: LoadResult) -> str:
+    cpu = result.cpu_ms_per_request
     return (
         f"  {name:<18} {result.requests_per_second:>8.0f} req/s   p50 {result.p50_ms:>7.2f} ms"
         f"   p99 {result.p99_ms:>7.2f} ms   non-2xx {result.non_2xx}"
         f"   socket errors {result.socket_errors}"
+        + (f"   CPU {cpu:.3f} ms/req" if cpu is not None else "")
     )
 
 
-def _median(results: list[LoadResult]) -> LoadResult:
-    return LoadResult(
-        requests_per_second=statistics.median(r.requests_per_second for r in results),
-        p50_ms=statistics.median(r.p50_ms for r in results),
-        p99_ms=statistics.median(r.p99_ms for r in results),
-        non_2xx=sum(r.non_2xx for r in results),
-        socket_errors=sum(r.socket_errors for r in results),
-    )
+def _cpu_ratio(ours: LoadResult, ceiling: LoadResult, requests: int = 1) -> str:
+    """The ceiling's server CPU per request over ours (per `requests` of ours): the ratio of
+    the rates both would reach CPU-bound, steadier than requests/s on a shared machine."""
+    if not ours.cpu_ms_per_request or not ceiling.cpu_ms_per_request:
+        return "n/a"
+    return f"{ceiling.cpu_ms_per_request / (ours.cpu_ms_per_request * requests):.2f}"
 
 
 def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
@@ -157,27 +157,27 @@ def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
     (scripts / "reserve_commit_spread.lua").write_text(reserve_commit_lua([k for _, k in orgs]))
     load = {"seconds": args.seconds, "connections": args.connections}
     with ExitStack() as stack:
-        orgbill = stack.enter_context(uvicorn_server("orgbill.main:app", db.env()))
+        orgbill, orgbill_pid = serve(stack, "orgbill.main:app", db.env())
         probe = httpx.post(f"{orgbill}/api/v1/check", json={"metric": "turns"}, headers=key)
         assert probe.status_code == 200 and probe.json()["allowed"], probe.text
-        one_select = stack.enter_context(
-            uvicorn_server(
-                "bench.apps:one_select",
-                {"BENCH_DATABASE_URL": db.url, "BENCH_DATABASE_SCHEMA": db.schema or ""},
-                factory=True,
-            )
+        one_select, one_select_pid = serve(
+            stack,
+            "bench.apps:one_select",
+            {"BENCH_DATABASE_URL": db.url, "BENCH_DATABASE_SCHEMA": db.schema or ""},
+            factory=True,
         )
         check_url = f"{orgbill}/api/v1/check"
         targets = {
-            "check": (check_url, key, scripts / "check.lua", 1),
-            "reserve+commit": (check_url, {}, scripts / "reserve_commit_hot.lua", 1),
+            "check": (check_url, key, scripts / "check.lua", 1, orgbill_pid),
+            "reserve+commit": (check_url, {}, scripts / "reserve_commit_hot.lua", 1, orgbill_pid),
             f"... over {len(orgs)} orgs": (
                 check_url,
                 {},
                 scripts / "reserve_commit_spread.lua",
                 len(orgs),
+                orgbill_pid,
             ),
-            "one-SELECT app": (f"{one_select}/profile/{org_id}", {}, None, 1),
+            "one-SELECT app": (f"{one_select}/profile/{org_id}", {}, None, 1, one_select_pid),
         }
         rounds: dict[str, list[LoadResult]] = {name: [] for name in targets}
         # The same check and ceiling at a load that does not queue: their own latency.
@@ -185,14 +185,16 @@ def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
         quiet_targets = {name: targets[name] for name in ("check", "one-SELECT app")}
         quiet_rounds: dict[str, list[LoadResult]] = {name: [] for name in quiet_targets}
         for _ in range(args.rounds):
-            for name, (url, headers, script, threads) in targets.items():
-                rounds[name].append(wrk(url, headers, script=script, threads=threads, **load))
-            for name, (url, headers, script, threads) in quiet_targets.items():
+            for name, (url, headers, script, threads, pid) in targets.items():
+                rounds[name].append(
+                    wrk(url, headers, script=script, threads=threads, server_pid=pid, **load)
+                )
+            for name, (url, headers, script, threads, pid) in quiet_targets.items():
                 quiet_rounds[name].append(
-                    wrk(url, headers, script=script, threads=threads, **quiet)
+                    wrk(url, headers, script=script, threads=threads, server_pid=pid, **quiet)
                 )
         usage = httpx.get(f"{orgbill}/api/v1/usage", headers=key).json()
-    results = {name: _median(runs) for name, runs in rounds.items()}
+    results = {name: median_result(runs) for name, runs in rounds.items()}
     print(
         f"\n{db.name}: median of {args.rounds} rounds x {args.seconds}s, "
         f"{args.connections} connections, 1 worker, interleaved"
@@ -206,6 +208,7 @@ def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
     print(
         f"  check / one-SELECT          {plain.requests_per_second / ceiling:.2f}   (target >= 0.70)"
     )
+    print(f"  ... by CPU per request      {_cpu_ratio(plain, results['one-SELECT app'])}")
     print(f"  check p99                   {plain.p99_ms:.1f} ms (target <= 25 ms)")
     print(
         f"  pairs / one-SELECT, 1 org   {hot / ceiling:.2f}   ({hot:.0f} pairs/s; target >= 0.30)"
@@ -213,12 +216,17 @@ def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
     print(
         f"  pairs / one-SELECT, {len(orgs)} orgs  {spread / ceiling:.2f}   ({spread:.0f} pairs/s)"
     )
+    # A pair is two requests: by CPU, the ceiling's CPU per request over a pair's.
+    spread_result = results[f"... over {len(orgs)} orgs"]
+    print(
+        f"  ... by CPU per pair         {_cpu_ratio(spread_result, results['one-SELECT app'], 2)}"
+    )
     print(f"  turns committed, 1st org    {usage['turns']['current']}")
     # Little's law: at 32 connections a worker serving R req/s answers in 32/R s on average,
     # so the p99 there is queueing; at a few connections it is the request's own time.
     print(f"\n  at {args.quiet_connections} connections (not queueing):")
     for name, runs in quiet_rounds.items():
-        print(_row(name, _median(runs)))
+        print(_row(name, median_result(runs)))
     sys.stdout.flush()
 
 

@@ -9,6 +9,7 @@ import re
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,6 +185,15 @@ def uvicorn_server(
             proc.kill()
 
 
+def serve(
+    stack: contextlib.ExitStack, app: str, env: dict[str, str], *, factory: bool = False
+) -> tuple[str, int]:
+    """`uvicorn_server` entered on `stack`: its base URL and its process id."""
+    pids: list[int] = []
+    base = stack.enter_context(uvicorn_server(app, env, factory=factory, pids=pids))
+    return base, pids[0]
+
+
 @dataclass
 class LoadResult:
     requests_per_second: float
@@ -191,6 +201,29 @@ class LoadResult:
     p99_ms: float
     non_2xx: int
     socket_errors: int = 0  # connect, read, write and timeouts as wrk counts them
+    # The server's own CPU per request (when its pid was given): steadier than requests/s
+    # while other processes' load swings the wall clock, and for one worker that is CPU-bound
+    # its inverse is the rate it could reach.
+    cpu_ms_per_request: float | None = None
+
+
+def median_result(results: list[LoadResult]) -> LoadResult:
+    """Each figure's median over rounds; errors summed."""
+    cpus = [r.cpu_ms_per_request for r in results if r.cpu_ms_per_request is not None]
+    return LoadResult(
+        requests_per_second=statistics.median(r.requests_per_second for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        cpu_ms_per_request=statistics.median(cpus) if cpus else None,
+    )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -209,9 +242,11 @@ def wrk(
     connections: int,
     script: Path | None = None,
     threads: int = 1,
+    server_pid: int | None = None,
 ) -> LoadResult:
     """Bounded load (fixed duration) from wrk on loopback (one thread unless told);
-    `script`: a wrk Lua script (request bodies, methods)."""
+    `script`: a wrk Lua script (request bodies, methods); `server_pid`: the server whose CPU
+    per request to measure."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `apt-get install -y wrk` (Debian) and rerun")
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
@@ -219,9 +254,11 @@ def wrk(
         cmd += ["-s", str(script)]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
+    cpu_before = process_cpu_seconds(server_pid) if server_pid is not None else 0.0
     out = subprocess.run(
         cmd, capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
+    cpu = process_cpu_seconds(server_pid) - cpu_before if server_pid is not None else None
     if "Requests/sec" not in out or "50%" not in out:
         raise RuntimeError(f"wrk gave no figures:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -229,10 +266,12 @@ def wrk(
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     non_2xx_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
     return LoadResult(
         rps,
         p50,
         p99,
         int(non_2xx_match.group(1)) if non_2xx_match else 0,
         sum(int(n) for n in socket.groups()) if socket else 0,
+        cpu * 1000 / int(total.group(1)) if cpu is not None and total else None,
     )

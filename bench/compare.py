@@ -23,8 +23,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, LoadResult, bench_databases, seed_org, uvicorn_server, wrk
-from bench.run import _median, _row
+from bench.common import (
+    ROOT,
+    LoadResult,
+    bench_databases,
+    median_result,
+    seed_org,
+    uvicorn_server,
+    wrk,
+)
+from bench.run import _row
 
 
 def main() -> None:
@@ -64,7 +72,7 @@ def main() -> None:
                     order = list(servers) if index % 2 == 0 else list(reversed(servers))
                     for name in order:
                         rounds[name].append(wrk(servers[name] + path, key, **load))
-            results = {name: _median(runs) for name, runs in rounds.items()}
+            results = {name: median_result(runs) for name, runs in rounds.items()}
             print(
                 f"\n{db.name}: profile read, median of {args.rounds} rounds x {args.seconds}s, "
                 f"{args.connections} connections, 1 worker"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, LoadResult, bench_databases, seed_org, uvicorn_server, wrk
+from bench.common import (
+    ROOT,
+    LoadResult,
+    bench_databases,
+    median_result,
+    seed_org,
+    serve,
+    wrk,
+)
 
 
 def _export_src(ref: str) -> Path:
@@ -44,19 +51,18 @@ def _export_src(ref: str) -> Path:
 
 def _row(name: str, result: LoadResult) -> str:
     flag = f"  ({result.non_2xx} non-2xx!)" if result.non_2xx else ""
+    cpu = result.cpu_ms_per_request
     return (
         f"  {name:<24} {result.requests_per_second:>8.0f} req/s   p50 {result.p50_ms:>7.2f} ms"
-        f"   p99 {result.p99_ms:>7.2f} ms{flag}"
+        f"   p99 {result.p99_ms:>7.2f} ms"
+        + (f"   CPU {cpu:.3f} ms/req" if cpu is not None else "")
+        + flag
     )
 
 
-def _median(results: list[LoadResult]) -> LoadResult:
-    return LoadResult(
-        requests_per_second=statistics.median(r.requests_per_second for r in results),
-        p50_ms=statistics.median(r.p50_ms for r in results),
-        p99_ms=statistics.median(r.p99_ms for r in results),
-        non_2xx=sum(r.non_2xx for r in results),
-    )
+def _cpu_ratio(results: dict[str, LoadResult], name: str) -> str:
+    ours, ceiling = results[name].cpu_ms_per_request, results["one-SELECT app"].cpu_ms_per_request
+    return f"{ceiling / ours:.2f}" if ours and ceiling else "n/a"
 
 
 def main() -> None:
@@ -74,27 +80,30 @@ def main() -> None:
             path = f"/api/v1/organizations/profile/{org_id}"
             key = {"X-Api-Key": api_key}
             with ExitStack() as stack:
-                orgbill = stack.enter_context(uvicorn_server("orgbill.main:app", db.env()))
+                pids: dict[str, int] = {}
+
+                orgbill, pids["orgbill profile"] = serve(stack, "orgbill.main:app", db.env())
                 body = httpx.get(orgbill + path, headers=key).json()
                 assert body["id"] == org_id, body
-                limiter_off = stack.enter_context(
-                    uvicorn_server(
-                        "orgbill.main:app", {**db.env(), "ORGBILL_RATE_LIMIT_ENABLED": "false"}
-                    )
+                limiter_off, pids["orgbill, limiter off"] = serve(
+                    stack,
+                    "orgbill.main:app",
+                    {**db.env(), "ORGBILL_RATE_LIMIT_ENABLED": "false"},
                 )
                 json_file = Path(tempfile.mkdtemp()) / "profile.json"
                 json_file.write_text(json.dumps(body))
-                bare = stack.enter_context(
-                    uvicorn_server(
-                        "bench.apps:bare_json", {"BENCH_JSON_FILE": str(json_file)}, factory=True
-                    )
+                bare, pids["bare JSON route"] = serve(
+                    stack,
+                    "bench.apps:bare_json",
+                    {"BENCH_JSON_FILE": str(json_file)},
+                    factory=True,
                 )
                 select_env = {
                     "BENCH_DATABASE_URL": db.url,
                     "BENCH_DATABASE_SCHEMA": db.schema or "",
                 }
-                one_select = stack.enter_context(
-                    uvicorn_server("bench.apps:one_select", select_env, factory=True)
+                one_select, pids["one-SELECT app"] = serve(
+                    stack, "bench.apps:one_select", select_env, factory=True
                 )
                 targets = {
                     "orgbill profile": (orgbill + path, key),
@@ -103,18 +112,17 @@ def main() -> None:
                     "one-SELECT app": (f"{one_select}/profile/{org_id}", {}),
                 }
                 if baseline_src is not None:
-                    baseline = stack.enter_context(
-                        uvicorn_server(
-                            "orgbill.main:app",
-                            {**db.env(), "PYTHONPATH": f"{baseline_src}:{ROOT}"},
-                        )
+                    baseline, pids[f"orgbill @{args.baseline}"] = serve(
+                        stack,
+                        "orgbill.main:app",
+                        {**db.env(), "PYTHONPATH": f"{baseline_src}:{ROOT}"},
                     )
                     targets[f"orgbill @{args.baseline}"] = (baseline + path, key)
                 rounds: dict[str, list[LoadResult]] = {name: [] for name in targets}
                 for _ in range(args.rounds):
                     for name, (url, headers) in targets.items():
-                        rounds[name].append(wrk(url, headers, **load))
-            results = {name: _median(runs) for name, runs in rounds.items()}
+                        rounds[name].append(wrk(url, headers, server_pid=pids[name], **load))
+            results = {name: median_result(runs) for name, runs in rounds.items()}
             profile = results["orgbill profile"].requests_per_second
             print(
                 f"\n{db.name}: median of {args.rounds} rounds x {args.seconds}s, "
@@ -126,6 +134,10 @@ def main() -> None:
             bare_rps = results["bare JSON route"].requests_per_second
             off = results["orgbill, limiter off"].requests_per_second
             print(f"  profile / one-SELECT     {profile / one:.2f}   (target >= 0.70)")
+            print(
+                f"  ... by CPU per request   {_cpu_ratio(results, 'orgbill profile')}"
+                "   (one-SELECT's CPU / orgbill's: the rate ratio both CPU-bound)"
+            )
             print(f"  profile / bare JSON      {profile / bare_rps:.2f}   (stretch >= 0.50)")
             print(
                 f"  limiter on / off         {profile / off:.3f}   (cost {1 - profile / off:+.1%}, goal <= 5%)"

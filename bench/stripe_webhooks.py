@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import pg_execute, uvicorn_server
+from bench.common import pg_execute, process_cpu_seconds, uvicorn_server
 from orgbill import migrate
 from orgbill.cli import sync_plans
 from orgbill.config import Settings
@@ -187,13 +187,6 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used (Linux /proc): steadier than events/s on a shared
-    machine, where other processes' load swings the wall clock."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _figures(events: int, elapsed: float, latencies: list[float], cpu: float) -> dict[str, float]:
     return {
         "events_per_second": round(events / elapsed, 1),
@@ -305,10 +298,10 @@ def main() -> int:
                     chains, last_status = _chains(round_no, orgs, per_sub, int(time.time()))
                     total = per_sub * len(chains)
                     spy = args.py_spy if side == "orgbill" and round_no == 0 else None
-                    cpu_before = _cpu_seconds(pids[0])
+                    cpu_before = process_cpu_seconds(pids[0])
                     with _py_spy(pids[0], spy):
                         elapsed, latencies = asyncio.run(_send_all(port, chains, args.concurrency))
-                    cpu = _cpu_seconds(pids[0]) - cpu_before
+                    cpu = process_cpu_seconds(pids[0]) - cpu_before
                 if side == "orgbill":
                     processed += total
                     asyncio.run(_verify(settings, processed, last_status))
