@@ -75,7 +75,8 @@ class CompiledOnce:
 
     @classmethod
     def of(cls, stmt: Any) -> CompiledOnce:
-        """A dialect-neutral statement already built (a Core SELECT, UPDATE or DELETE)."""
+        """A statement already built that both dialects spell alike (a Core SELECT, UPDATE,
+        DELETE, or INSERT … FROM SELECT)."""
         return cls(lambda _insert: stmt)
 
     def __call__(self, session: AsyncSession) -> Executable:
