@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy import update
 
 from orgbill.config import Settings
+from orgbill.models import Organization
 from tests.fixtures.factories import (
     API,
     OrgHandle,
@@ -16,6 +22,7 @@ from tests.fixtures.factories import (
     create_superadmin_user,
     register_user,
 )
+from tests.fixtures.logs import captured_logs
 from tests.fixtures.rows import insert_subscription, set_subscription_status
 
 
@@ -269,3 +276,36 @@ async def test_organization_list_shows_each_orgs_own_plan_and_key_prefix(
     assert orgs[paid.id]["rate_limit"] == 200
     assert orgs[paid.id]["api_key_prefix"] == paid.api_key[:11]
     assert orgs[free.id]["api_key_prefix"] == free.api_key[:11]
+
+
+async def test_an_override_stored_past_the_cap_is_shown_refused_anew_and_logged_once(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
+    """An override stored before counts were capped at 10^12 keeps serving (shown as stored,
+    enforcing nothing), is logged once per process rather than on every read, and cannot be
+    written again."""
+    org = await create_org(client)
+    legacy = 10**13 + secrets.randbelow(10**9)  # a value no other test's process has logged
+    async with app.state.database.session(writes=True) as session:
+        await session.execute(
+            update(Organization)
+            .where(Organization.id == uuid.UUID(org.id))
+            .values(limit_overrides={"max_members": legacy})
+        )
+        await session.commit()
+    with captured_logs(logging.WARNING) as lines:
+        for _ in range(3):
+            explain = await client.get(
+                f"{API}/organizations/{org.id}/plan/explain", headers=org.key_headers
+            )
+            assert explain.status_code == 200, explain.text
+            assert explain.json()["limits"]["max_members"]["value"] == legacy
+    kept = [line for line in lines if line["msg"] == "unknown or invalid limit kept as stored"]
+    assert len(kept) == 1 and kept[0]["limit"] == "max_members"
+    admin = await create_superadmin_user(client, settings)
+    again = await client.patch(
+        f"{API}/admin/organizations/{org.id}",
+        json={"limit_overrides": {"max_members": legacy}},
+        headers=admin.headers,
+    )
+    assert_error(again, 422, "validation_error")
