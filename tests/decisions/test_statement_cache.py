@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,44 +25,35 @@ from tests.fixtures.factories import API, create_org
 from tests.fixtures.stripe import deliver, new_id, subscription_event
 
 
-def _engines(app: FastAPI) -> tuple[Any, Any]:
+@dataclass(frozen=True, slots=True)
+class Sent:
+    sql: str
+    text: bool  # SQL text (what `CompiledOnce` sends), not a Core or ORM construct
+    cache_key: bool  # SQLAlchemy could find it in its compiled cache
+
+
+@contextmanager
+def sent_statements(app: FastAPI) -> Iterator[list[Sent]]:
+    """Each compiled statement the app sends (not BEGIN, COMMIT and the like)."""
+    sent: list[Sent] = []
+
+    def record(_c: Any, _cur: Any, sql: str, _p: Any, context: Any, _many: bool) -> None:
+        if context.compiled is None:
+            return
+        sent.append(
+            Sent(
+                sql=sql.split(" (")[0],
+                text=isinstance(context.compiled.statement, TextClause | TextualSelect),
+                cache_key=context.cache_hit is not CacheStats.NO_CACHE_KEY,
+            )
+        )
+
     database = app.state.database
-    return database.engine.sync_engine, database.read_engine.sync_engine
-
-
-@contextmanager
-def statements_not_text(app: FastAPI) -> Iterator[list[str]]:
-    """SQL of each compiled statement the app sends that is not SQL text."""
-    found: list[str] = []
-
-    def record(_c: Any, _cur: Any, sql: str, _p: Any, context: Any, _many: bool) -> None:
-        statement = context.compiled.statement if context.compiled is not None else None
-        if statement is not None and not isinstance(statement, TextClause | TextualSelect):
-            found.append(sql.split(" (")[0])
-
-    for engine in _engines(app):
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield found
-    finally:
-        for engine in _engines(app):
-            event.remove(engine, "before_cursor_execute", record)
-
-
-@contextmanager
-def uncached_statements(app: FastAPI) -> Iterator[list[str]]:
-    """SQL of each compiled statement the app sends that has no compiled-cache key."""
-    uncached: list[str] = []
-
-    def record(_c: Any, _cur: Any, sql: str, _p: Any, context: Any, _many: bool) -> None:
-        if context.compiled is not None and context.cache_hit is CacheStats.NO_CACHE_KEY:
-            uncached.append(sql.split(" (")[0])
-
-    engines = _engines(app)
+    engines = (database.engine.sync_engine, database.read_engine.sync_engine)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:
-        yield uncached
+        yield sent
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
@@ -78,7 +70,7 @@ async def test_reserve_commit_and_a_usage_event_send_only_cached_statements(
 ) -> None:
     org = await create_org(client)
     headers = org.key_headers
-    with uncached_statements(app) as uncached:
+    with sent_statements(app) as sent:
         for _ in range(2):
             held = await _post(client, "/check", headers, metric="turns", quantity=2, reserve=True)
             reservation = held["reservation"]["id"]
@@ -86,7 +78,7 @@ async def test_reserve_commit_and_a_usage_event_send_only_cached_statements(
             await _post(
                 client, "/usage/events", headers, events=[{"metric": "turns", "quantity": 1}]
             )
-    assert uncached == []
+    assert [statement.sql for statement in sent if not statement.cache_key] == []
     usage = (await client.get(f"{API}/usage", headers=headers)).json()
     assert usage["turns"]["current"] == 4  # two commits of 1 and two events of 1
 
@@ -105,8 +97,9 @@ async def test_a_stripe_subscription_change_and_a_settlement_send_only_sql_text(
         org_id=org.id,
     )
     assert (await deliver(client, first)).status_code == 200
-    with statements_not_text(app) as found:
-        for step, status in enumerate(("past_due", "active"), start=1):
+    with sent_statements(app) as sent:
+        # Pro → free (unpaid does not entitle) → pro: each change moves the announcement.
+        for step, status in enumerate(("unpaid", "active"), start=1):
             changed = subscription_event(
                 "customer.subscription.updated",
                 sub_id=sub,
@@ -120,15 +113,19 @@ async def test_a_stripe_subscription_change_and_a_settlement_send_only_sql_text(
         held = await _post(client, "/check", org.key_headers, metric="turns", reserve=True)
         reservation = held["reservation"]["id"]
         await _post(client, f"/reservations/{reservation}/release", org.key_headers)
-    # Only the caller's lookup (it loads the organization entity) and the key's last-used
-    # stamp (written at most once a minute) stay Core statements.
-    allowed = ("SELECT organization.", "UPDATE api_key SET last_used_at")
-    assert [sql for sql in found if not sql.startswith(allowed)] == []
+    core = [statement.sql for statement in sent if not statement.text]
+    # The two requests' caller lookups (it loads the organization entity) stay Core, and so
+    # may the key's last-used stamp (written at most once a minute); nothing else.
+    lookups = [sql for sql in core if sql.startswith("SELECT organization.name, ")]
+    stamps = [sql for sql in core if sql.startswith("UPDATE api_key SET last_used_at")]
+    assert len(lookups) == 2 and len(lookups) + len(stamps) == len(core), core
+    moves = [s.sql for s in sent if s.sql.startswith("UPDATE webhook_plan_announcement")]
+    assert len(moves) == 2
     status = await client.get(f"{API}/billing/subscription", headers=org.key_headers)
     assert status.json()["status"] == "active"
 
 
-async def test_compiled_once_keeps_literals_row_counts_and_refuses_an_in_list(
+async def test_compiled_once_keeps_literals_and_row_counts_and_refuses_what_text_cannot_keep(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     org = await create_org(client)
@@ -162,6 +159,17 @@ async def test_compiled_once_keeps_literals_row_counts_and_refuses_an_in_list(
         defaulted = CompiledOnce.of(update(table).values(name=_bind("name", table.c.name.type)))
         with pytest.raises(ValueError, match="every column with a default"):
             defaulted(session)
+        twice = CompiledOnce.of(select(table.c.name, table.c.name.label("name")))
+        with pytest.raises(ValueError, match="distinct result column names"):
+            twice(session)
+        retyped = CompiledOnce.of(
+            select(table.c.id).where(
+                table.c.name == _bind("value", table.c.name.type),
+                table.c.created_at == _bind("value", table.c.created_at.type),
+            )
+        )
+        with pytest.raises(ValueError, match="bound with two types"):
+            retyped(session)
         await session.rollback()
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import BindParameter, Executable, Table, bindparam, column, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.sqltypes import NullType
 
 
 def dialect_insert(session: AsyncSession) -> Callable[[Any], Any]:
@@ -92,10 +93,17 @@ class CompiledOnce:
         dialect = dialect_class(paramstyle="named")
         compiled = stmt.compile(dialect=dialect)
         # A literal in the statement keeps its value; the others are the caller's to give.
-        params = [
-            bindparam(name, bind.value, type_=bind.type)
-            for bind, name in compiled.bind_names.items()
-        ]
+        # SQL text has one parameter per name, so a name bound in several places must be
+        # bound with one type there (an untyped one takes the typed one's).
+        params: dict[str, BindParameter[Any]] = {}
+        for bind, bind_name in compiled.bind_names.items():
+            seen = params.get(bind_name)
+            if seen is not None and not isinstance(bind.type, NullType):
+                if not isinstance(seen.type, NullType) and repr(seen.type) != repr(bind.type):
+                    raise ValueError(f"parameter {bind_name!r} is bound with two types")
+                seen = None
+            if seen is None:
+                params[bind_name] = bindparam(bind_name, bind.value, type_=bind.type)
         # PostgreSQL casts (`:id::UUID`) escaped, or text() would not see `:id` as a parameter.
         sql = str(compiled).replace("::", "\\:\\:")
         if compiled.insert_prefetch or compiled.update_prefetch:
@@ -104,7 +112,7 @@ class CompiledOnce:
             raise ValueError("a statement compiled once must set every column with a default")
         if "POSTCOMPILE" in sql:  # an expanding IN list is rendered per execution
             raise ValueError("a statement compiled once cannot expand an IN list")
-        clause = text(sql).bindparams(*params)
+        clause = text(sql).bindparams(*params.values())
         # Result columns by name and type only (an expression's own parameters stay out),
         # matched by position; a statement returning nothing keeps its row count.
         results = [column(c.key, c.type) for c in stmt.exported_columns]
