@@ -39,6 +39,8 @@ from bench.common import (
     BenchDatabase,
     LoadResult,
     bench_databases,
+    cpu_ratio,
+    cpu_text,
     median_result,
     seed_org,
     serve,
@@ -132,21 +134,11 @@ async def _bench_orgs(
 
 
 def _row(name: str, result: LoadResult) -> str:
-    cpu = result.cpu_ms_per_request
     return (
         f"  {name:<18} {result.requests_per_second:>8.0f} req/s   p50 {result.p50_ms:>7.2f} ms"
         f"   p99 {result.p99_ms:>7.2f} ms   non-2xx {result.non_2xx}"
-        f"   socket errors {result.socket_errors}"
-        + (f"   CPU {cpu:.3f} ms/req" if cpu is not None else "")
+        f"   socket errors {result.socket_errors}{cpu_text(result)}"
     )
-
-
-def _cpu_ratio(ours: LoadResult, ceiling: LoadResult, requests: int = 1) -> str:
-    """The ceiling's server CPU per request over ours (per `requests` of ours): the ratio of
-    the rates both would reach CPU-bound, steadier than requests/s on a shared machine."""
-    if not ours.cpu_ms_per_request or not ceiling.cpu_ms_per_request:
-        return "n/a"
-    return f"{ceiling.cpu_ms_per_request / (ours.cpu_ms_per_request * requests):.2f}"
 
 
 def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
@@ -208,7 +200,7 @@ def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
     print(
         f"  check / one-SELECT          {plain.requests_per_second / ceiling:.2f}   (target >= 0.70)"
     )
-    print(f"  ... by CPU per request      {_cpu_ratio(plain, results['one-SELECT app'])}")
+    print(f"  ... by CPU per request      {cpu_ratio(plain, results['one-SELECT app'])}")
     print(f"  check p99                   {plain.p99_ms:.1f} ms (target <= 25 ms)")
     print(
         f"  pairs / one-SELECT, 1 org   {hot / ceiling:.2f}   ({hot:.0f} pairs/s; target >= 0.30)"
@@ -218,9 +210,7 @@ def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
     )
     # A pair is two requests: by CPU, the ceiling's CPU per request over a pair's.
     spread_result = results[f"... over {len(orgs)} orgs"]
-    print(
-        f"  ... by CPU per pair         {_cpu_ratio(spread_result, results['one-SELECT app'], 2)}"
-    )
+    print(f"  ... by CPU per pair         {cpu_ratio(spread_result, results['one-SELECT app'], 2)}")
     print(f"  turns committed, 1st org    {usage['turns']['current']}")
     # Little's law: at 32 connections a worker serving R req/s answers in 32/R s on average,
     # so the p99 there is queueing; at a few connections it is the request's own time.

@@ -220,6 +220,20 @@ def median_result(results: list[LoadResult]) -> LoadResult:
     )
 
 
+def cpu_text(result: LoadResult) -> str:
+    """The CPU figure for a result row ("" when it was not measured)."""
+    cpu = result.cpu_ms_per_request
+    return f"   CPU {cpu:.3f} ms/req" if cpu is not None else ""
+
+
+def cpu_ratio(ours: LoadResult, ceiling: LoadResult, requests: int = 1) -> str:
+    """The ceiling's server CPU per request over ours (per `requests` of ours): the ratio of
+    the rates both would reach CPU-bound, steadier than requests/s on a shared machine."""
+    if not ours.cpu_ms_per_request or not ceiling.cpu_ms_per_request:
+        return "n/a"
+    return f"{ceiling.cpu_ms_per_request / (ours.cpu_ms_per_request * requests):.2f}"
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

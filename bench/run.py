@@ -32,6 +32,8 @@ from bench.common import (
     ROOT,
     LoadResult,
     bench_databases,
+    cpu_ratio,
+    cpu_text,
     median_result,
     seed_org,
     serve,
@@ -51,18 +53,10 @@ def _export_src(ref: str) -> Path:
 
 def _row(name: str, result: LoadResult) -> str:
     flag = f"  ({result.non_2xx} non-2xx!)" if result.non_2xx else ""
-    cpu = result.cpu_ms_per_request
     return (
         f"  {name:<24} {result.requests_per_second:>8.0f} req/s   p50 {result.p50_ms:>7.2f} ms"
-        f"   p99 {result.p99_ms:>7.2f} ms"
-        + (f"   CPU {cpu:.3f} ms/req" if cpu is not None else "")
-        + flag
+        f"   p99 {result.p99_ms:>7.2f} ms{cpu_text(result)}{flag}"
     )
-
-
-def _cpu_ratio(results: dict[str, LoadResult], name: str) -> str:
-    ours, ceiling = results[name].cpu_ms_per_request, results["one-SELECT app"].cpu_ms_per_request
-    return f"{ceiling / ours:.2f}" if ours and ceiling else "n/a"
 
 
 def main() -> None:
@@ -81,7 +75,6 @@ def main() -> None:
             key = {"X-Api-Key": api_key}
             with ExitStack() as stack:
                 pids: dict[str, int] = {}
-
                 orgbill, pids["orgbill profile"] = serve(stack, "orgbill.main:app", db.env())
                 body = httpx.get(orgbill + path, headers=key).json()
                 assert body["id"] == org_id, body
@@ -135,7 +128,7 @@ def main() -> None:
             off = results["orgbill, limiter off"].requests_per_second
             print(f"  profile / one-SELECT     {profile / one:.2f}   (target >= 0.70)")
             print(
-                f"  ... by CPU per request   {_cpu_ratio(results, 'orgbill profile')}"
+                f"  ... by CPU per request   {cpu_ratio(results['orgbill profile'], results['one-SELECT app'])}"
                 "   (one-SELECT's CPU / orgbill's: the rate ratio both CPU-bound)"
             )
             print(f"  profile / bare JSON      {profile / bare_rps:.2f}   (stretch >= 0.50)")
