@@ -27,8 +27,10 @@ def client_address(
     """`forwarded_for`: every X-Forwarded-For header value, in the order received."""
     if peer is None:
         return "unknown"
+    if not proxies:
+        return peer  # nothing to believe: no need to parse it (every request comes here)
     current = _parse(peer)
-    if not proxies or current is None or not _trusted(current, proxies):
+    if current is None or not _trusted(current, proxies):
         return peer
     hops = [hop for value in forwarded_for for hop in value.split(",")]
     for hop in reversed(hops):

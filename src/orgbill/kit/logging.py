@@ -16,8 +16,8 @@ _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def format_ts(created: float) -> str:
-    moment = datetime.fromtimestamp(created, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat is a third of strftime's cost (one line per request); "+00:00" becomes "Z".
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,6 +58,8 @@ def log_config(level: str) -> dict[str, Any]:
 
 
 def configure_logging(level: str, *, access_log: bool) -> None:
+    # The JSON line prints no thread or process fields: not gathered for every record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("orgbill")
