@@ -120,6 +120,33 @@ async def test_credit_checkout_refuses_more_than_max_credits_and_non_billing_rol
     assert len(stripe_api.calls("/v1/checkout/sessions")) == sessions_before
 
 
+
+async def test_a_credit_price_is_bounded_and_the_largest_one_is_refused_not_a_500(
+    stripe_client: httpx.AsyncClient, stripe_api: FakeStripe, settings: Settings
+) -> None:
+    """extra_credit_price is at most 10^9 (major units per credit): past it an override is
+    422 (1e30 was stored, and a checkout's total then had more digits than a Decimal
+    rounds: a 500); at it, a purchase too large for one payment is 400."""
+    org = await create_org(stripe_client)
+    admin = await create_superadmin_user(stripe_client, settings)
+    url = f"{API}/admin/organizations/{org.id}"
+    for price in ("1e30", "1000000000.01", 10**10):
+        body = {"limit_overrides": {"extra_credit_price": price}}
+        assert_error(
+            await stripe_client.patch(url, json=body, headers=admin.headers),
+            422,
+            "validation_error",
+        )
+    unbounded = {"max_credits": "unlimited", "extra_credit_price": 10**9}
+    patched = await stripe_client.patch(
+        url, json={"limit_overrides": unbounded}, headers=admin.headers
+    )
+    assert patched.status_code == 200, patched.text
+    sessions_before = len(stripe_api.calls("/v1/checkout/sessions"))
+    for quantity in (10, 10**9):
+        assert_error(await buy(stripe_client, org.key_headers, quantity), 400, "bad_request")
+    assert len(stripe_api.calls("/v1/checkout/sessions")) == sessions_before
+
 async def _purchase_events(org: OrgHandle, credits_bought: int, **kwargs: Any) -> Any:
     created = int(time.time())
     return lambda event_type, **more: credit_checkout_event(

@@ -7,12 +7,15 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from orgbill.config import Settings
+from orgbill.kit.schemas import RequestSchema
 from tests.fixtures.factories import (
     API,
     OrgHandle,
@@ -226,6 +229,28 @@ async def _write_paths(
             '{"plan": "{bad}", "success_url": "https://a.example/", "cancel_url": "https://a.example/"}',
         ),
         ("POST", f"{API}/billing/portal", key, '{"return_url": "https://a.example/{bad}"}'),
+        # The decision call: its caller step reads the body before validation (the rider).
+        ("POST", f"{API}/check", key, '{"metric": "{bad}"}'),
+        ("POST", f"{API}/check", key, '{"metric": "turns{bad}", "reserve": true}'),
+        ("POST", f"{API}/check", key, '{"feature": "{bad}"}'),
+        (
+            "POST",
+            f"{API}/check",
+            key,
+            '{"metric": "turns", "reserve": true, "idempotency_key": "k{bad}"}',
+        ),
+        (
+            "POST",
+            f"{API}/admin/webhook-endpoints",
+            admin.headers,
+            '{"url": "https://hooks.example/", "events": ["*"], "description": "{bad}"}',
+        ),
+        (
+            "POST",
+            f"{API}/admin/webhook-endpoints",
+            admin.headers,
+            '{"url": "https://hooks.example/", "events": ["{bad}"]}',
+        ),
     ]
 
 
@@ -244,6 +269,44 @@ async def test_nul_bytes_and_lone_surrogates_are_422_on_every_text_field(
         assert error["details"], (url, body)
 
 
+async def test_a_check_with_an_unstorable_metric_is_422_and_a_guessed_key_401(
+    client: httpx.AsyncClient,
+) -> None:
+    """The caller step carries the metric's standing in the key lookup, before the body is
+    validated: such a metric rides no query (it was a driver error, a 500)."""
+    org = await create_org(client)
+    guessed = {"X-Api-Key": "ob_" + "x" * 40}
+    for bad in ("x\\udfff", "x\\u0000y"):
+        body = '{"metric": "' + bad + '"}'
+        response = await client.post(f"{API}/check", **raw_json(body, org.key_headers))
+        assert_error(response, 422, "validation_error")
+        response = await client.post(f"{API}/check", **raw_json(body, guessed))
+        assert_error(response, 401, "unauthorized")
+
+
+def test_every_request_body_is_a_request_schema(app: FastAPI) -> None:
+    """Every JSON body any route takes is a `RequestSchema` (or a union of them), whose
+    field validator refuses NUL and lone surrogates in every string of every field: the list
+    above shows it per field; this shows no route's body escapes it."""
+    bodies = 0
+    for context in iter_route_contexts(list(app.routes)):
+        route = context.route
+        if not isinstance(route, APIRoute) or route.body_field is None:
+            continue
+        annotation = route.body_field.field_info.annotation
+        for member in get_args(annotation) or (annotation,):
+            if get_origin(member) is Annotated:
+                member = get_args(member)[0]
+            if member is type(None):
+                continue
+            assert isinstance(member, type) and issubclass(member, RequestSchema), (
+                context.path_format,
+                member,
+            )
+            bodies += 1
+    assert bodies >= 21, bodies
+
+
 async def test_text_is_stored_and_returned_exactly_as_sent(client: httpx.AsyncClient) -> None:
     org = await create_org(client)
     name = "Ünïcode 🚀 Org"
@@ -251,6 +314,40 @@ async def test_text_is_stored_and_returned_exactly_as_sent(client: httpx.AsyncCl
         f"{API}/organizations/{org.id}", json={"name": name}, headers=org.key_headers
     )
     assert response.status_code == 200 and response.json()["name"] == name
+    # Surrounding whitespace too: nothing is trimmed (contract: returned exactly as sent).
+    for name in (" Spaced Org ", "Acme\n", "\tTabbed"):
+        response = await client.patch(
+            f"{API}/organizations/{org.id}", json={"name": name}, headers=org.key_headers
+        )
+        assert response.status_code == 200 and response.json()["name"] == name, response.text
+        shown = await client.get(f"{API}/organizations/profile/{org.id}", headers=org.key_headers)
+        assert shown.json()["name"] == name
+    created = await client.post(
+        f"{API}/organizations", json={"name": " Padded "}, headers=org.owner.headers
+    )
+    assert created.status_code == 201 and created.json()["name"] == " Padded ", created.text
+    # Required text that is only whitespace is still refused, as it was when it was trimmed.
+    for blank in ("   ", "\n"):
+        response = await client.patch(
+            f"{API}/organizations/{org.id}", json={"name": blank}, headers=org.key_headers
+        )
+        assert_error(response, 422, "validation_error")
+
+
+async def test_a_password_with_surrounding_spaces_signs_in_as_registered(
+    client: httpx.AsyncClient,
+) -> None:
+    """Passwords are never shown back and were always trimmed: still trimmed, so an account
+    registered either way signs in with what its owner types."""
+    email = f"spaces-{uuid.uuid4().hex[:8]}@example.com"
+    registered = await client.post(
+        f"{API}/auth/register",
+        json={"email": f" {email} ", "password": "  long-enough-pw  ", "name": "Spaces"},
+    )
+    assert registered.status_code == 201, registered.text
+    for typed in ("  long-enough-pw  ", "long-enough-pw"):
+        token = await client.post(f"{API}/auth/token", json={"email": email, "password": typed})
+        assert token.status_code == 200, token.text
 
 
 # Timestamps and integers

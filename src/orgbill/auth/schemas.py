@@ -9,11 +9,15 @@ from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
 from orgbill.kit.types import clean_text, text
 from orgbill.models import Role
 
-Password = text(min_length=8, max_length=256)
+# Passwords are never shown back: stripped, as they always were (so a password registered
+# with surrounding spaces still signs in).
+Password = text(min_length=8, max_length=256, strip=True)
 UserName = text(min_length=1, max_length=200)
-GivenPassword = text(min_length=1, max_length=256)
-# Checked as text before the address parser sees it.
-Email = Annotated[EmailStr, BeforeValidator(lambda v: clean_text(v) if isinstance(v, str) else v)]
+GivenPassword = text(min_length=1, max_length=256, strip=True)
+# Checked as text before the address parser sees it; stored normalised (auth/service.py).
+Email = Annotated[
+    EmailStr, BeforeValidator(lambda v: clean_text(v).strip() if isinstance(v, str) else v)
+]
 
 
 class UserCreate(RequestSchema):

@@ -183,9 +183,9 @@ async def start_credit_checkout(
         )
     price = credits_service.extra_credit_price(plan)
     currency = plan.plan.currency
-    total = to_minor_units(price * data.quantity, currency).quantize(
-        Decimal(1), rounding=ROUND_HALF_UP
-    )
+    exact = to_minor_units(price * data.quantity, currency)
+    # Compared before rounding: rounding a total too large for one payment is pointless.
+    total = exact if exact > _STRIPE_MAX_AMOUNT else exact.quantize(Decimal(1), ROUND_HALF_UP)
     if total < 1:
         raise BadRequest(f"Credits cannot be bought on the {plan.plan.name} plan (no price)")
     if total > _STRIPE_MAX_AMOUNT:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from orgbill.entitlements.periods import Period, add_months, months_between
 from orgbill.entitlements.repository import BalanceState
 from orgbill.kit.time import isoformat_z
+from orgbill.kit.types import system_key
 from orgbill.models import CreditGrantKind
 
 ZERO = Decimal(0)
@@ -71,7 +72,7 @@ class DueMonthly:
 
     @property
     def idempotency_key(self) -> str:
-        return f"monthly-credits:{isoformat_z(self.month.start)}"
+        return system_key("monthly-credits", isoformat_z(self.month.start))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ class DueExpiry:
 
     @property
     def idempotency_key(self) -> str:
-        return f"expiry:{self.grant.id}"
+        return system_key("expiry", self.grant.id)
 
 
 @dataclass(frozen=True, slots=True)

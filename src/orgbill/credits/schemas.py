@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from orgbill.kit.schemas import DecimalNumber, RequestSchema, Schema, UTCDatetime
-from orgbill.kit.types import Timestamp, text
+from orgbill.kit.types import IdempotencyKey, Timestamp, text
 from orgbill.models.types import CREDIT_SCALE
 
 # Credits are kept to 1/10,000; a single movement above a billion is a client bug.
@@ -16,7 +16,6 @@ CreditAmountIn = Annotated[
     Field(gt=0, le=Decimal(1_000_000_000), decimal_places=CREDIT_SCALE, allow_inf_nan=False),
 ]
 
-IdempotencyKey = text(min_length=1, max_length=255)
 Reason = text(max_length=500)
 GrantReason = text(min_length=1, max_length=500)
 

@@ -9,10 +9,12 @@ settlement without writing, so they show what the next write will record.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,10 +27,13 @@ from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.errors import Conflict, InsufficientCredits, LimitExceeded, ValidationFailed
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import isoformat_z
+from orgbill.kit.types import system_key
 from orgbill.models import CreditEntryKind, CreditGrantKind, CreditLedgerEntry, Organization
 from orgbill.reservations import repository as reservations
 from orgbill.reservations.repository import CREDITS_METRIC
 from orgbill.webhooks_out import outbox
+
+logger = logging.getLogger("orgbill.credits")
 
 
 def max_credits(plan: EffectivePlan) -> int | None:
@@ -205,6 +210,31 @@ def _monthly_reason(due: ledger.DueMonthly) -> str:
     return f"Monthly credits for {isoformat_z(due.month.start)} to {isoformat_z(due.month.end)}"
 
 
+async def _insert_system_entry(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    kind: CreditEntryKind,
+    amount: Decimal,
+    at: datetime,
+    *,
+    idempotency_key: str,
+    **fields: Any,
+) -> None:
+    """An entry orgbill writes itself: exactly once already (the grant write before it
+    decided that), so its key cannot have been used by orgbill. A client's key of that form
+    stored before such keys were refused (kit/types.py) would make the keyed insert a no-op
+    and the ledger stop summing to the balance: then it is written without its key."""
+    keyed = await repository.insert_entry(
+        session, org_id, kind, amount, at, idempotency_key=idempotency_key, **fields
+    )
+    if keyed is None:
+        logger.error(
+            "a client key took a system ledger key; entry written without it",
+            extra={"organizationId": str(org_id), "idempotencyKey": idempotency_key},
+        )
+        await repository.insert_entry(session, org_id, kind, amount, at, **fields)
+
+
 async def _record_settlement(
     session: AsyncSession, org_id: uuid.UUID, settlement: Settlement, now: datetime
 ) -> None:
@@ -213,7 +243,7 @@ async def _record_settlement(
             session, org_id, expiry.grant.id, expiry.grant.remaining, now
         ):
             raise _changed()
-        await repository.insert_entry(
+        await _insert_system_entry(
             session,
             org_id,
             CreditEntryKind.EXPIRY,
@@ -229,7 +259,7 @@ async def _record_settlement(
             session, org_id, monthly.grant, allowance_month=monthly.month.start
         ):
             raise _changed()
-        await repository.insert_entry(
+        await _insert_system_entry(
             session,
             org_id,
             CreditEntryKind.MONTHLY,
@@ -473,13 +503,13 @@ async def record_purchase(
         session, org_id, purchase, stripe_checkout_session_id=checkout_session_id
     )
     if added:
-        await repository.insert_entry(
+        await _insert_system_entry(
             session,
             org_id,
             CreditEntryKind.PURCHASE,
             quantity,
             now,
-            idempotency_key=f"checkout:{checkout_session_id}",
+            idempotency_key=system_key("checkout", checkout_session_id),
             reason=f"Bought through Stripe Checkout session {checkout_session_id}",
             grant_id=purchase.id,
         )

@@ -8,17 +8,20 @@ from pydantic import ConfigDict, Discriminator, Field, StrictBool, StrictInt, Ta
 
 from orgbill.entitlements.resolver import PlanSource
 from orgbill.kit.schemas import DecimalNumber, RequestSchema, Schema, UTCDatetime
+from orgbill.kit.types import IdempotencyKey, text
 from orgbill.models.types import CREDIT_SCALE
 
 MAX_TTL_SECONDS = 86_400
 DEFAULT_TTL_SECONDS = 300
+MAX_NAME_LENGTH = 64
+# A meter, `credits` or a feature, as a request names it.
+Name = text(min_length=1, max_length=MAX_NAME_LENGTH)
 
 # Whole units for a meter, up to 1/10,000 for credits (checked per metric by the service).
 Quantity = Annotated[
     Decimal,
     Field(gt=0, le=Decimal(1_000_000_000), decimal_places=CREDIT_SCALE, allow_inf_nan=False),
 ]
-IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255)]
 DecisionCode = Literal[
     "quota_exceeded", "insufficient_credits", "feature_not_in_plan", "org_suspended"
 ]
@@ -43,7 +46,7 @@ class MetricCheck(RequestSchema):
         }
     )
 
-    metric: Annotated[str, Field(min_length=1, max_length=64, description="A meter or `credits`")]
+    metric: Annotated[Name, Field(description="A meter or `credits`")]
     quantity: Quantity = Decimal(1)
     reserve: StrictBool = False
     ttl_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_TTL_SECONDS)] = DEFAULT_TTL_SECONDS
@@ -61,7 +64,7 @@ class FeatureCheck(RequestSchema):
         json_schema_extra={"examples": [{"feature": "sso"}, {"feature": "can_record_calls"}]}
     )
 
-    feature: Annotated[str, Field(min_length=1, max_length=64)]
+    feature: Name
     quantity: Quantity = Decimal(1)
     reserve: Literal[False] = False
     idempotency_key: IdempotencyKey | None = None

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import ApiKeyPrincipal, CallerRider, OrgAccess, Principal
@@ -25,6 +26,7 @@ from orgbill.decisions import schemas
 from orgbill.entitlements.periods import Period
 from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.errors import Conflict, NotFound, ValidationFailed
+from orgbill.kit.types import system_key
 from orgbill.models import OrganizationStatus, Reservation, ReservationState
 from orgbill.plans.catalog import Catalog, Meter
 from orgbill.reservations import repository as reservations
@@ -149,6 +151,9 @@ async def _read_standing(
 
 # A plain metric check's standing rides with the caller's API-key lookup: one round trip.
 _STANDING_RIDER = "decision_standing"
+# The rider runs before the body is validated: it rides only a metric the check would accept
+# (a NUL or a lone surrogate in a query is the driver's error, not a 422).
+_METRIC_NAME: TypeAdapter[str] = TypeAdapter(schemas.Name)
 
 
 def standing_rider(body: bytes, now: datetime) -> CallerRider | None:
@@ -163,6 +168,10 @@ def standing_rider(body: bytes, now: datetime) -> CallerRider | None:
     metric = parsed.get("metric")
     if not isinstance(metric, str) or metric == CREDITS_METRIC:
         return None
+    try:
+        _METRIC_NAME.validate_python(metric)
+    except ValidationError:
+        return None  # the route refuses it (422)
     return CallerRider(
         name=_STANDING_RIDER,
         columns=usage_totals.standing_columns,
@@ -419,7 +428,7 @@ async def commit(
         return await _settled_before(session, access, reservation_id, "commit", body.quantity, now)
     quantity = settled.committed_quantity
     assert quantity is not None
-    key = f"reservation:{reservation_id}"
+    key = system_key("reservation", reservation_id)
     if settled.metric == CREDITS_METRIC:
         await credits.consume_reserved(
             session, org_id, plan, quantity, key, f"Reservation {reservation_id}", now

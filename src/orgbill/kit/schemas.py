@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema, field_validator
 
 from orgbill.kit.time import isoformat_z
+from orgbill.kit.types import clean_text_within
 
 # WithJsonSchema: the serializer's `str` would otherwise hide `format: date-time` from clients.
 UTCDatetime = Annotated[
@@ -33,4 +34,13 @@ class Schema(BaseModel):
 
 
 class RequestSchema(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Strings are kept exactly as sent (no whitespace stripping): the contract returns a stored
+    # string as it was sent. Blank required text is refused by `kit.types.text`.
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_unstorable_text(cls, value: Any) -> Any:
+        # Every field, whatever its declared type: a string with NUL or a lone surrogate in
+        # any request body is a 422 here, never a driver's or an encoder's 500 later.
+        return clean_text_within(value)

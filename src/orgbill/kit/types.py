@@ -2,10 +2,14 @@
 instead of reaching a database driver or a serialiser that fails on it (a 5xx).
 
 - `Text` / `text(...)`: no NUL bytes (PostgreSQL refuses them in text and JSONB) and no lone
-  surrogates (`json.loads` accepts `"\\udfff"`, which no UTF-8 encoder can write).
+  surrogates (`json.loads` accepts `"\\udfff"`, which no UTF-8 encoder can write). Every
+  request schema also applies this to every string in every field (`clean_text_within`), so
+  a field typed plainly `str` cannot let one through.
 - `FreeJson`: a free-form JSON object (`preferences`, `partner_configuration`, `metadata`):
   at most 32 levels deep, at most 16 KiB serialised, every string `Text`, every number finite
   and every integer within 64 bits.
+- `IdempotencyKey`: a client's key (1-255 characters); the forms orgbill's own keys take
+  (`system_key`) are refused.
 - `Timestamp`: timezone-aware, years 1970-9999 once converted to UTC (returned in UTC).
 - `Int64`: a strict integer that fits a signed 64-bit column.
 - `HttpUrlText` / `http_url(...)`: a validated http(s) URL, kept exactly as sent (no trailing slash added).
@@ -44,15 +48,69 @@ def clean_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(clean_text)]
 
 
+def clean_text_within(value: Any) -> Any:
+    """`clean_text` on every string in a parsed value, at any depth of lists and dicts (keys
+    too): what request schemas apply to every field (kit/schemas.py), whatever its type."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            clean_text(item)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 def text(
-    *, min_length: int | None = None, max_length: int | None = None, pattern: str | None = None
+    *,
+    min_length: int | None = None,
+    max_length: int | None = None,
+    pattern: str | None = None,
+    strip: bool = False,
 ) -> Any:
-    """`Text` with length (and optionally pattern) constraints."""
+    """`Text` with length (and optionally pattern) constraints, kept exactly as sent (the
+    contract: a stored string comes back as sent). With a `min_length`, a value of only
+    whitespace is refused too. `strip`: for what is never shown back (a password)."""
     return Annotated[
         str,
-        StringConstraints(min_length=min_length, max_length=max_length, pattern=pattern),
+        StringConstraints(
+            min_length=min_length, max_length=max_length, pattern=pattern, strip_whitespace=strip
+        ),
         AfterValidator(clean_text),
+        *((AfterValidator(_not_blank),) if min_length else ()),
     ]
+
+
+# The idempotency keys orgbill writes itself are "<kind>:<ref>", in the same unique (org, key)
+# as the keys clients send: a client key of that form could take one first and silently
+# suppress the entry orgbill meant to write (an expiry, a month's grant, a purchase, a commit).
+SYSTEM_KEY_KINDS = frozenset({"monthly-credits", "expiry", "checkout", "reservation"})
+
+
+def system_key(kind: str, ref: object) -> str:
+    """The idempotency key of an entry orgbill writes itself (no client can send one)."""
+    if kind not in SYSTEM_KEY_KINDS:
+        raise ValueError(f"{kind!r} is not a system key kind")
+    return f"{kind}:{ref}"
+
+
+def check_client_key(value: str) -> str:
+    kind, colon, _ = value.partition(":")
+    if colon and kind in SYSTEM_KEY_KINDS:
+        raise ValueError(f"idempotency keys starting with {kind + ':'!r} are reserved")
+    return value
+
+
+IdempotencyKey = Annotated[text(min_length=1, max_length=255), AfterValidator(check_client_key)]
 
 
 def _check_json_value(value: Any) -> None:

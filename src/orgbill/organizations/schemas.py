@@ -15,7 +15,7 @@ JsonObject = dict[str, Any]
 # Column widths: what is accepted is stored and returned exactly as sent.
 WebsiteUrl = http_url(max_length=500)
 ImageUrl = http_url(max_length=1000)
-EmailLookup = text(min_length=1, max_length=320)
+EmailLookup = text(min_length=1, max_length=320, strip=True)  # a lookup, normalised
 
 
 class OrganizationCreate(RequestSchema):

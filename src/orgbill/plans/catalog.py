@@ -111,6 +111,9 @@ class Catalog:
 # The largest count limit: quantities are stored exactly with four decimals (credits' type),
 # so a limit past this could not be compared with them on every database.
 MAX_COUNT_LIMIT = 10**12
+# A price per unit (extra_credit_price) in major units: far above what one Stripe payment
+# takes, and small enough that price x quantity stays exact in a Decimal.
+MAX_MONEY_LIMIT = Decimal(10**9)
 
 
 def parse_limit(plan: str, name: str, raw: Any, *, strict: bool = True) -> Limit:
@@ -149,6 +152,8 @@ def _parse_limit(plan: str, name: str, raw: Any) -> Limit:
             raise CatalogError(f"{where}: must be a decimal number") from exc
         if not value.is_finite() or value < 0:
             raise CatalogError(f"{where}: must be a non-negative number")
+        if value > MAX_MONEY_LIMIT:
+            raise CatalogError(f"{where}: at most {MAX_MONEY_LIMIT}")
         return Limit.money(value)
     if raw == UNLIMITED and kind == "count":
         return Limit.unlimited()

@@ -5,14 +5,13 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
-from orgbill.kit.types import Int64, Timestamp, text
+from orgbill.kit.types import IdempotencyKey, Int64, Timestamp, text
 
 # Bounds on one event. Anything outside is almost certainly a client bug (a byte count sent
 # as a message count, a sign error), and accepting it would blow through a quota at once.
 MAX_EVENT_QUANTITY = 1_000_000
 MAX_EVENTS_PER_BATCH = 1000
 Metric = text(min_length=1, max_length=64)
-IdempotencyKey = text(min_length=1, max_length=255)
 
 
 class UsageEventIn(RequestSchema):
