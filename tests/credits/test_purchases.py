@@ -120,7 +120,6 @@ async def test_credit_checkout_refuses_more_than_max_credits_and_non_billing_rol
     assert len(stripe_api.calls("/v1/checkout/sessions")) == sessions_before
 
 
-
 async def test_a_credit_price_is_bounded_and_the_largest_one_is_refused_not_a_500(
     stripe_client: httpx.AsyncClient, stripe_api: FakeStripe, settings: Settings
 ) -> None:
@@ -146,6 +145,7 @@ async def test_a_credit_price_is_bounded_and_the_largest_one_is_refused_not_a_50
     for quantity in (10, 10**9):
         assert_error(await buy(stripe_client, org.key_headers, quantity), 400, "bad_request")
     assert len(stripe_api.calls("/v1/checkout/sessions")) == sessions_before
+
 
 async def _purchase_events(org: OrgHandle, credits_bought: int, **kwargs: Any) -> Any:
     created = int(time.time())

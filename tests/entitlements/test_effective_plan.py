@@ -53,6 +53,7 @@ async def test_late_renewal_shows_one_period_on_every_route(
         "plans/current.usage": current.json()["usage"]["period_start"],
         "explain": explain.json()["period_start"],
         "usage": usage.json()["period_start"],
+        "billing/subscription": billing.json()["current_period_start"],
     }
     ends = {
         "profile": profile.json()["period_end"],
@@ -63,6 +64,7 @@ async def test_late_renewal_shows_one_period_on_every_route(
         "usage": usage.json()["period_end"],
         "usage quota header": usage.headers["x-quota-reset"],
         "billing quota header": billing.headers["x-quota-reset"],
+        "billing/subscription": billing.json()["current_period_end"],
     }
     assert set(starts.values()) == {expected_start}, starts
     assert set(ends.values()) == {expected_end}, ends

@@ -45,7 +45,8 @@ async def get_subscription(
     if subscription is None or inputs.subscription is None:
         raise NotFound("This organization has no subscription")
     catalog = await store.current(session, inputs.catalog_revision)
-    return subscription_schema(subscription, subscription_plan(inputs.subscription, catalog))
+    shown = subscription_schema(subscription, subscription_plan(inputs.subscription, catalog))
+    return org_service.with_plan_period(shown, await plan_for_access(session, access, store))
 
 
 async def quota_headers(

@@ -7,7 +7,9 @@ import secrets
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.permissions import Perm, allows
@@ -221,12 +223,21 @@ def subscription_summary(
         return None
     summary = schemas.SubscriptionSummary.model_validate(subscription)
     summary = summary.model_copy(update={"plan": subscribed.code if subscribed else None})
-    if plan.source == "stripe":
-        # The subscription the plan comes from is in the period entitlements derived (a late
-        # renewal webhook has not moved the stored one on yet): one period per response.
-        summary.current_period_start = plan.period.start
-        summary.current_period_end = plan.period.end
-    return summary
+    return with_plan_period(summary, plan)
+
+
+ShownSubscription = TypeVar("ShownSubscription", bound=BaseModel)
+
+
+def with_plan_period(shown: ShownSubscription, plan: EffectivePlan) -> ShownSubscription:
+    """The subscription plan resolution used, as any response shows it (`current_period_*`):
+    when the plan comes from it, in the period entitlements derived (a late renewal webhook
+    has not moved the stored one on yet), so every response shows one period."""
+    if plan.source != "stripe":
+        return shown
+    return shown.model_copy(
+        update={"current_period_start": plan.period.start, "current_period_end": plan.period.end}
+    )
 
 
 async def current_subscription(
