@@ -26,7 +26,12 @@ from orgbill.kit.logging import configure_logging
 from orgbill.kit.routing import route_marks
 from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.body_limit import BodySizeLimitMiddleware
-from orgbill.middleware.ratelimit import CallerMiddleware, CallerPaths, RouteTable
+from orgbill.middleware.ratelimit import (
+    CallerMiddleware,
+    CallerPaths,
+    ClientIpCharge,
+    RouteTable,
+)
 from orgbill.middleware.request_id import RequestIdMiddleware
 from orgbill.openapi import install_openapi, operation_id
 from orgbill.operations.readiness import check_readiness
@@ -151,7 +156,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     app.add_middleware(AccessLogMiddleware, log_probes=settings.access_log_probes)
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        ip_charge=ClientIpCharge(settings, rate_limiter),
+    )
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -4,25 +4,39 @@ they stream in (chunked bodies carry no length)."""
 
 from __future__ import annotations
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orgbill.errors import PayloadTooLarge, error_response
+from orgbill.middleware.ratelimit import ClientIpCharge, rate_limited_response
+from orgbill.ratelimit.context import rate_limit_headers, recorded_decision
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, ip_charge: ClientIpCharge | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.ip_charge = ip_charge
 
     def _refusal(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes")
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Refused before the caller step ran (a declared length): charged to the client IP
+        # like any request that names no caller, so oversized ones are limited too.
+        if recorded_decision(scope) is None and self.ip_charge is not None:
+            decision = await self.ip_charge.charge(scope)
+            if decision is not None and not decision.allowed:
+                limited = rate_limited_response(decision)
+                await _closing(limited)(scope, receive, send)
+                return
         refusal = self._refusal()
-        response = error_response(refusal.status_code, refusal.code, refusal.message)
-        # The rest of the body is not read: the client must not reuse this connection.
-        response.headers["connection"] = "close"
-        await response(scope, receive, send)
+        response = error_response(
+            refusal.status_code, refusal.code, refusal.message, headers=rate_limit_headers(scope)
+        )
+        await _closing(response)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,3 +84,9 @@ class BodySizeLimitMiddleware:
                 raise
         if exceeded and not response_started:
             await self._refuse(scope, receive, send)
+
+
+def _closing(response: JSONResponse) -> JSONResponse:
+    # The rest of the body is not read: the client must not reuse this connection.
+    response.headers["connection"] = "close"
+    return response

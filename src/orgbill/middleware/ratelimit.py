@@ -14,11 +14,12 @@ identification per request. Every response carries the charged bucket's headers.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -93,6 +94,37 @@ class RouteTable:
         return None, {}
 
 
+class ClientIpCharge:
+    """What a request that resolves no caller pays: its client IP's bucket, at the public
+    rate. The caller step charges it, and so does the body-size guard outside it, whose 413
+    is decided before anything else runs (every response carries its bucket's headers)."""
+
+    def __init__(self, settings: Settings, limiter: RateLimiter | None) -> None:
+        self.settings = settings
+        self.limiter = limiter
+
+    def client_ip(self, scope: Scope) -> str:
+        peer = scope.get("client")
+        proxies = self.settings.trusted_proxies
+        forwarded_for = Request(scope).headers.getlist("x-forwarded-for") if proxies else []
+        return client_address(peer[0] if peer else None, forwarded_for, proxies)
+
+    def bucket(self, client_ip: str) -> Bucket:
+        return Bucket.for_rate(
+            f"ip:{client_ip}",
+            self.settings.public_rate_limit,
+            self.settings.rate_limit_burst_seconds,
+        )
+
+    async def charge(self, scope: Scope) -> RateDecision | None:
+        """Charges and records it on the request (None when the limiter is off)."""
+        if self.limiter is None:
+            return None
+        decision = await self.limiter.hit(self.bucket(self.client_ip(scope)))
+        record_decision(scope, decision)
+        return decision
+
+
 class CallerMiddleware:
     def __init__(
         self,
@@ -110,16 +142,14 @@ class CallerMiddleware:
         self.limiter = limiter
         self.catalog_store = catalog_store
         self.paths = paths
+        self.ip_charge = ClientIpCharge(settings, limiter)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        peer = scope.get("client")
-        proxies = self.settings.trusted_proxies
-        forwarded_for = request.headers.getlist("x-forwarded-for") if proxies else []
-        caller = Caller(client_ip=client_address(peer[0] if peer else None, forwarded_for, proxies))
+        caller = Caller(client_ip=self.ip_charge.client_ip(scope))
         attach_caller(scope, caller)
         try:
             bucket, receive = await self._resolve(request, caller, receive)
@@ -127,7 +157,7 @@ class CallerMiddleware:
                 decision = await self.limiter.hit(bucket)
                 record_decision(scope, decision)
                 if not decision.allowed:
-                    await self._refuse(decision)(scope, receive, send)
+                    await rate_limited_response(decision)(scope, receive, send)
                     return
             elif self.limiter is not None:
                 # Not charged: report the client IP's bucket as it stands (a look is free).
@@ -210,7 +240,7 @@ class CallerMiddleware:
         return True
 
     def _ip_bucket(self, caller: Caller) -> Bucket:
-        return self._bucket(f"ip:{caller.client_ip}", self.settings.public_rate_limit)
+        return self.ip_charge.bucket(caller.client_ip)
 
     def _caller_bucket(self, caller: Caller) -> Bucket | None:
         if caller.acting_org is not None:
@@ -226,11 +256,11 @@ class CallerMiddleware:
     def _bucket(self, key: str, rate: float) -> Bucket:
         return Bucket.for_rate(key, rate, self.settings.rate_limit_burst_seconds)
 
-    @staticmethod
-    def _refuse(decision: RateDecision) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-        return error_response(
-            429, "rate_limited", refusal_message(decision), headers=refusal_headers(decision)
-        )
+
+def rate_limited_response(decision: RateDecision) -> JSONResponse:
+    return error_response(
+        429, "rate_limited", refusal_message(decision), headers=refusal_headers(decision)
+    )
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:

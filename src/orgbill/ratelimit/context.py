@@ -15,6 +15,12 @@ def record_decision(scope: dict[str, Any], decision: RateDecision) -> None:
     scope[_SCOPE_KEY] = decision
 
 
+def recorded_decision(scope: Any) -> RateDecision | None:
+    """The decision of the bucket this request was charged to, if it was yet."""
+    decision: RateDecision | None = scope.get(_SCOPE_KEY)
+    return decision
+
+
 def rate_limit_headers(scope: Any) -> dict[str, str]:
     """The headers of the bucket this request was charged to (none before it was)."""
     decision: RateDecision | None = scope.get(_SCOPE_KEY)
