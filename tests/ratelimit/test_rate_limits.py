@@ -339,25 +339,26 @@ async def test_rate_limit_headers_on_404_422_429_and_500(settings: Settings) -> 
         assert response.headers["x-ratelimit-limit"] == "2"
 
 
-
 async def test_an_oversized_body_is_charged_to_the_ip_and_carries_its_headers(
     settings: Settings,
 ) -> None:
     """The body-size guard answers before the caller step runs: its 413 is still charged to
     the client IP and carries that bucket's headers, so oversized requests are limited too
     (found in review: they were never charged, and their 413 had no headers)."""
-    async with limited_app(
-        settings, public_rate_limit=1, rate_limit_burst_seconds=2, max_body_bytes=1000
-    ) as app, client_at(app) as http:
-        responses = [
-            await http.post(f"{API}/auth/register", content=b"x" * 2000) for _ in range(3)
-        ]
+    async with (
+        limited_app(
+            settings, public_rate_limit=1, rate_limit_burst_seconds=2, max_body_bytes=1000
+        ) as app,
+        client_at(app) as http,
+    ):
+        responses = [await http.post(f"{API}/auth/register", content=b"x" * 2000) for _ in range(3)]
     assert [r.status_code for r in responses] == [413, 413, 429], responses
     for response in responses:
         assert all(h in response.headers for h in RATE_HEADERS), response.headers
         assert response.headers["x-ratelimit-limit"] == "1"
     assert responses[2].json()["error"]["code"] == "rate_limited"
     assert "retry-after" in responses[2].headers
+
 
 async def test_unreachable_redis_falls_back_to_in_process_limits_and_logs_it(
     client: httpx.AsyncClient, settings: Settings
