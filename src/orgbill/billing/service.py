@@ -10,7 +10,6 @@ from orgbill.auth.principal import OrgAccess
 from orgbill.billing import schemas
 from orgbill.credits import service as credits_service
 from orgbill.db import end_transaction_before_network_call
-from orgbill.entitlements.repository import load_plan_inputs
 from orgbill.entitlements.resolver import subscription_plan
 from orgbill.entitlements.service import plan_for_access
 from orgbill.errors import BadRequest, NotFound, Unavailable, ValidationFailed
@@ -40,13 +39,17 @@ async def get_subscription(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> schemas.BillingSubscription:
     """The subscription plan resolution uses (an entitling one first, else the newest)."""
-    inputs = access.plan_inputs or await load_plan_inputs(session, access.organization.id)
+    # Resolved first: it loads the plan inputs once and keeps them on `access` (the quota
+    # headers of the same response reuse both).
+    plan = await plan_for_access(session, access, store)
+    inputs = access.plan_inputs
+    assert inputs is not None
     subscription = await org_service.current_subscription(session, access.organization.id, inputs)
     if subscription is None or inputs.subscription is None:
         raise NotFound("This organization has no subscription")
     catalog = await store.current(session, inputs.catalog_revision)
     shown = subscription_schema(subscription, subscription_plan(inputs.subscription, catalog))
-    return org_service.with_plan_period(shown, await plan_for_access(session, access, store))
+    return org_service.with_plan_period(shown, plan)
 
 
 async def quota_headers(
