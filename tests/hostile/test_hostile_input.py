@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import ValidationError
 
 from orgbill.config import Settings
 from orgbill.kit.schemas import RequestSchema
@@ -305,6 +306,17 @@ def test_every_request_body_is_a_request_schema(app: FastAPI) -> None:
             )
             bodies += 1
     assert bodies >= 21, bodies
+
+    class Probe(RequestSchema):
+        plain: str = "ok"
+        listed: list[str] = []
+        mapped: dict[str, str] = {}
+
+    # The base class itself refuses them in fields typed plainly, at any depth, keys too.
+    for bad in ({"plain": "a\x00b"}, {"listed": ["ok", "\udfff"]}, {"mapped": {"k\x00": "v"}}):
+        with pytest.raises(ValidationError):
+            Probe.model_validate(bad)
+    assert Probe.model_validate({"plain": " kept as sent "}).plain == " kept as sent "
 
 
 async def test_text_is_stored_and_returned_exactly_as_sent(client: httpx.AsyncClient) -> None:
