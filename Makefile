@@ -37,8 +37,11 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Two workers: each gets its own databases (a SQLite file and a PostgreSQL schema per
+# fixture), so they share nothing but the servers. `make test TEST_WORKERS=0` runs serially.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null || apt-get install -y -q wrk
