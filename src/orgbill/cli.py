@@ -40,7 +40,6 @@ from orgbill.kit.logging import log_config
 from orgbill.kit.metrics import MULTIPROC_ENV
 from orgbill.kit.time import utcnow
 from orgbill.models import Membership, Organization, User
-from orgbill.organizations import repository as org_repository
 from orgbill.organizations import schemas as org_schemas
 from orgbill.organizations import service as org_service
 from orgbill.plans.catalog import CatalogError, load_catalog
@@ -82,9 +81,7 @@ async def seed_demo(settings: Settings, base_url: str = DEFAULT_BASE_URL) -> dic
                     org_schemas.OrganizationCreate(name="Demo Org", slug=DEMO_SLUG),
                     CatalogStore(load_catalog(settings.plans_file)),
                 )
-            revoked = await org_repository.revoke_api_keys_named(
-                session, org.id, DEMO_KEY_NAME, utcnow()
-            )
+            revoked = await org_service.revoke_keys(session, org.id, utcnow(), name=DEMO_KEY_NAME)
             key, plaintext = await org_service.create_initial_api_key(
                 session, org, settings, name=DEMO_KEY_NAME
             )

@@ -73,17 +73,19 @@ async def test_organization_suspended_reactivated_and_deleted(
     assert placed.status_code == 200
     deleted = await client.delete(f"{API}/organizations/{org.id}", headers=org.owner.headers)
     assert deleted.status_code == 204
-    events = await _events(receiver, path, 4)
+    events = await _events(receiver, path, 5)
     assert [e["type"] for e in events] == [
         "organization.suspended",
         "organization.reactivated",
         "organization.updated",
+        "api_key.revoked",  # deleting the org revokes its keys, each announced
         "organization.deleted",
     ]
     assert events[0]["data"]["status"] == "SUSPENDED" and events[0]["data"]["is_suspended"]
     assert events[1]["data"]["status"] == "ACTIVE"
     assert events[2]["data"]["kyc_level"] == 2
-    assert events[3]["data"]["status"] == "DELETED" and events[3]["data"]["is_deleted"]
+    assert events[3]["data"]["id"] == org.api_key_id
+    assert events[4]["data"]["status"] == "DELETED" and events[4]["data"]["is_deleted"]
     assert all(e["data"]["organization_id"] == org.id for e in events)
     assert events[0]["data"] == {**suspended.json(), "organization_id": org.id}
 
@@ -121,6 +123,32 @@ async def test_api_key_created_and_revoked_carry_id_and_prefix_never_the_key(
     for received in await receiver.wait_for(path, 4):
         assert key["key"].encode() not in received.body
         assert regenerated.json()["api_key"].encode() not in received.body
+
+
+async def test_deleting_an_org_announces_each_key_it_revokes_and_only_those(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    _, org, _, path = await org_with_endpoint(client, settings, receiver, ["api_key.revoked"])
+    live = await create_api_key(client, org.owner, org.id, name="still live")
+    gone = await create_api_key(client, org.owner, org.id, name="revoked first")
+    keys_url = f"{API}/organizations/{org.id}/api-keys"
+    revoked = await client.delete(f"{keys_url}/{gone['id']}", headers=org.owner.headers)
+    assert revoked.status_code == 204
+    deleted = await client.delete(f"{API}/organizations/{org.id}", headers=org.owner.headers)
+    assert deleted.status_code == 204
+    events = await _events(receiver, path, 3)
+    assert [e["type"] for e in events] == ["api_key.revoked"] * 3
+    assert events[0]["data"]["id"] == gone["id"]
+    # The org's deletion: its two live keys, once each; the key revoked before, not again.
+    assert sorted(e["data"]["id"] for e in events[1:]) == sorted([org.api_key_id, live["id"]])
+    assert {e["data"]["prefix"] for e in events[1:]} >= {live["prefix"]}
+    await asyncio.sleep(0.3)
+    assert len(receiver.at(path)) == 3  # nothing more arrives
+    for key in (live, gone):
+        refused = await client.get(
+            f"{API}/organizations/profile/{org.id}", headers={"X-Api-Key": key["key"]}
+        )
+        assert refused.status_code == 401
 
 
 async def test_stripe_webhooks_emit_subscription_invoice_and_plan_events(

@@ -158,14 +158,34 @@ async def get_api_key(session: AsyncSession, org_id: uuid.UUID, key_id: uuid.UUI
     return await session.scalar(stmt)
 
 
+@dataclass(frozen=True, slots=True)
+class RevokedKey:
+    """What the api_key.revoked event names of a key."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    prefix: str
+    name: str
+
+
 async def revoke_api_keys(
-    session: AsyncSession, org_id: uuid.UUID, now: datetime, key_id: uuid.UUID | None = None
-) -> int:
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    now: datetime,
+    *,
+    key_id: uuid.UUID | None = None,
+    name: str | None = None,
+) -> list[RevokedKey]:
+    """Revokes the org's live keys (all, one, or those called `name`); returns exactly the
+    keys this statement revoked, so of racing revocations each key is announced once."""
     stmt = org_update(ApiKey, org_id).where(ApiKey.revoked_at.is_(None)).values(revoked_at=now)
     if key_id is not None:
         stmt = stmt.where(ApiKey.id == key_id)
-    result = await session.execute(stmt)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if name is not None:
+        stmt = stmt.where(ApiKey.name == name)
+    stmt = stmt.returning(ApiKey.id, ApiKey.organization_id, ApiKey.prefix, ApiKey.name)
+    rows = (await session.execute(stmt)).all()
+    return [RevokedKey(*row) for row in rows]
 
 
 async def get_subscription(
@@ -175,16 +195,3 @@ async def get_subscription(
         Subscription.stripe_subscription_id == stripe_subscription_id
     )
     return await session.scalar(stmt)
-
-
-async def revoke_api_keys_named(
-    session: AsyncSession, org_id: uuid.UUID, name: str, now: datetime
-) -> int:
-    """Revoke the org's active keys called `name` (the demo's key from its last run)."""
-    stmt = (
-        org_update(ApiKey, org_id)
-        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    result = await session.execute(stmt)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -46,6 +46,7 @@ from orgbill.models import (
     User,
 )
 from orgbill.organizations import repository, schemas
+from orgbill.organizations.repository import RevokedKey
 from orgbill.plans.catalog import PlanDef
 from orgbill.plans.store import CatalogStore
 from orgbill.webhooks_out import outbox
@@ -109,7 +110,7 @@ async def emit_organization_event(
     await outbox.emit(session, event_type, described.id, organization_event_data(described))
 
 
-def _api_key_event_data(key: ApiKey | ApiKeyRef) -> dict[str, object]:
+def _api_key_event_data(key: ApiKey | ApiKeyRef | RevokedKey) -> dict[str, object]:
     # The key's id and prefix, never the key.
     return {
         "organization_id": str(key.organization_id),
@@ -117,6 +118,24 @@ def _api_key_event_data(key: ApiKey | ApiKeyRef) -> dict[str, object]:
         "prefix": key.prefix,
         "name": key.name,
     }
+
+
+async def revoke_keys(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    now: datetime,
+    *,
+    key_id: uuid.UUID | None = None,
+    name: str | None = None,
+) -> int:
+    """Every way a key stops working (its revocation, a regeneration, the org's deletion, a
+    demo re-run) goes through here, so each revoked key is announced: api_key.revoked."""
+    revoked = await repository.revoke_api_keys(session, org_id, now, key_id=key_id, name=name)
+    for key in revoked:
+        await outbox.emit(
+            session, EventType.API_KEY_REVOKED, key.organization_id, _api_key_event_data(key)
+        )
+    return len(revoked)
 
 
 async def _emit_key_created(session: AsyncSession, key: ApiKey) -> None:
@@ -344,7 +363,7 @@ async def delete_organization(
     org.status = OrganizationStatus.DELETED
     org.deleted_at = now
     org.updated_at = now
-    await repository.revoke_api_keys(session, org.id, now)
+    await revoke_keys(session, org.id, now)
     await session.flush()
     described = await describe_organization(session, org, store)
     await emit_organization_event(session, EventType.ORGANIZATION_DELETED, described)
@@ -502,12 +521,8 @@ async def revoke_api_key(session: AsyncSession, access: OrgAccess, key_id: uuid.
     key = await repository.get_api_key(session, access.organization.id, key_id)
     if key is None:
         raise NotFound("API key not found")
-    if key.revoked_at is None and await repository.revoke_api_keys(
-        session, access.organization.id, utcnow(), key_id=key_id
-    ):
-        await outbox.emit(
-            session, EventType.API_KEY_REVOKED, key.organization_id, _api_key_event_data(key)
-        )
+    if key.revoked_at is None:
+        await revoke_keys(session, access.organization.id, utcnow(), key_id=key_id)
 
 
 async def regenerate_key(
@@ -521,14 +536,8 @@ async def regenerate_key(
     # Conditional on the key still being live: of concurrent regenerations with one key,
     # exactly one revokes it (PostgreSQL re-checks the row after the first commits) and makes
     # a successor; the others find it already revoked.
-    revoked = await repository.revoke_api_keys(
-        session, access.organization.id, utcnow(), key_id=old.id
-    )
-    if revoked != 1:
+    if await revoke_keys(session, access.organization.id, utcnow(), key_id=old.id) != 1:
         raise Unauthorized("This API key was revoked")
-    await outbox.emit(
-        session, EventType.API_KEY_REVOKED, old.organization_id, _api_key_event_data(old)
-    )
     key, plaintext = _new_key(settings, access.organization.id, old.name, None, old.expires_at)
     session.add(key)
     await session.flush()
