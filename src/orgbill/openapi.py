@@ -219,6 +219,9 @@ def _route_facts(route: APIRoute) -> _RouteFacts:
     return facts
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def _error_statuses(route: APIRoute, facts: _RouteFacts) -> dict[int, tuple[str, ...]]:
     statuses: dict[int, set[str]] = {}
 
@@ -237,9 +240,12 @@ def _error_statuses(route: APIRoute, facts: _RouteFacts) -> dict[int, tuple[str,
         add(404, "not_found")
     if facts.paginated:
         add(400, "bad_request")  # a malformed or tampered cursor
+    if facts.has_body or route.methods & _BODY_METHODS:
+        # The body guard refuses an oversized body before routing, declared or not: the
+        # Stripe webhook reads its raw body, and a bodiless POST may still be sent one.
+        add(413, "payload_too_large")
     if facts.has_body:
         add(400, "bad_request")
-        add(413, "payload_too_large")
         add(422, "validation_error")
     if facts.has_params:
         add(422, "validation_error")

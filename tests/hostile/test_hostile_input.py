@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, get_args, get_origin
@@ -65,6 +66,31 @@ async def test_a_body_over_the_limit_is_413_before_it_is_parsed(client: httpx.As
     assert_error(junk, 413, "payload_too_large")
     stored = await client.get(f"{API}/organization", headers=org.key_headers)
     assert stored.json()["preferences"] == {}
+
+
+async def test_every_operation_refuses_an_oversized_body_and_documents_that_413(
+    client: httpx.AsyncClient,
+) -> None:
+    """The guard sits before routing: any operation a client sends a body to, with a body
+    declared or not (the Stripe webhook reads its raw body; a release takes none), answers
+    413, and says so in its spec."""
+    org = await create_org(client)
+    spec = (await client.get("/openapi.json")).json()
+    oversized = b"x" * (ONE_MIB + 1)
+    tried = 0
+    for path, methods in spec["paths"].items():
+        url = path.replace("{org_id}", org.id)
+        url = re.sub(r"\{[a-z_]+\}", str(uuid.uuid4()), url)
+        for method, operation in methods.items():
+            if method == "get":
+                continue  # a GET with a body: refused alike, but no client sends one
+            assert "413" in operation["responses"], (operation["operationId"], "undocumented")
+            response = await client.request(
+                method.upper(), url, content=oversized, headers=org.key_headers
+            )
+            assert_error(response, 413, "payload_too_large")
+            tried += 1
+    assert tried >= 30 and f"{API}/webhooks/stripe" in spec["paths"]
 
 
 async def test_a_chunked_body_without_a_length_is_counted_as_it_streams(

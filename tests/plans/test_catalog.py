@@ -49,6 +49,8 @@ def mutated(**changes: Any) -> dict[str, Any]:
         ({"plans__pro__limits__warp_drive": 1}, "plan 'pro', limit 'warp_drive': unknown"),
         ({"plans__pro__amount": 29.5}, "plan 'pro', field 'amount'"),
         ({"plans__pro__interval": "weekly"}, "plan 'pro', field 'interval'"),
+        ({"plans__pro__currency": "US$"}, "plan 'pro', field 'currency'"),
+        ({"plans__pro__currency": "dollars"}, "plan 'pro', field 'currency'"),
         ({"plans__pro__colour": "red"}, "plan 'pro', field 'colour'"),
         (
             {"plans__pro__limits__extra_credit_price": "abc"},

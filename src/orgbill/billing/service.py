@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import OrgAccess
@@ -14,10 +12,11 @@ from orgbill.entitlements.resolver import subscription_plan
 from orgbill.entitlements.service import plan_for_access
 from orgbill.errors import BadRequest, NotFound, Unavailable, ValidationFailed
 from orgbill.kit.context import current_request_id
+from orgbill.kit.money import chargeable, to_minor_units
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.models import Invoice, Subscription
 from orgbill.organizations import service as org_service
-from orgbill.plans.catalog import PlanDef, to_minor_units
+from orgbill.plans.catalog import PlanDef
 from orgbill.plans.store import CatalogStore
 from orgbill.stripe_sync import repository as stripe_repository
 from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable, idempotency_key
@@ -167,8 +166,8 @@ async def start_credit_checkout(
     store: CatalogStore,
 ) -> schemas.CheckoutSession:
     """A Checkout session (payment mode) for `quantity` credits at the plan's
-    extra_credit_price. The total is computed exactly and rounded half-up once, to the
-    currency's minor unit, and charged as one line item of quantity 1: Stripe charges exactly
+    extra_credit_price. The total is computed exactly and rounded half-up once, to what Stripe
+    charges in the currency (its minor unit; tens of fils, whole krónur), and charged as one line item of quantity 1: Stripe charges exactly
     that total, whatever the per-credit price's decimals. Nothing is written here; the credits
     arrive with the paid session's webhook."""
     stripe = _require_gateway(gateway)
@@ -189,7 +188,7 @@ async def start_credit_checkout(
     currency = plan.plan.currency
     exact = to_minor_units(price * data.quantity, currency)
     # Compared before rounding: rounding a total too large for one payment is pointless.
-    total = exact if exact > _STRIPE_MAX_AMOUNT else exact.quantize(Decimal(1), ROUND_HALF_UP)
+    total = exact if exact > _STRIPE_MAX_AMOUNT else chargeable(exact, currency)
     if total < 1:
         raise BadRequest(f"Credits cannot be bought on the {plan.plan.name} plan (no price)")
     if total > _STRIPE_MAX_AMOUNT:

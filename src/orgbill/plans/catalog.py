@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
+from orgbill.kit.money import from_minor_units, is_currency_code
 from orgbill.plans.limits import UNLIMITED, Limit, Limits
 
 logger = logging.getLogger("orgbill.plans")
@@ -38,12 +39,6 @@ LIMIT_TYPES: dict[str, Literal["count", "bool", "decimal", "rate"]] = {
     "can_use_api": "bool",
     "extra_credit_price": "decimal",
 }
-_MINOR_UNIT_EXPONENT = {"jpy": 0, "krw": 0, "bhd": 3, "kwd": 3}
-
-
-def to_minor_units(amount: Decimal, currency: str) -> Decimal:
-    """A major-unit amount (a display price) in the currency's minor units, unrounded."""
-    return amount.scaleb(_MINOR_UNIT_EXPONENT.get(currency.lower(), 2))
 
 
 class CatalogError(ValueError):
@@ -77,8 +72,7 @@ class PlanDef:
     @property
     def price(self) -> int | float:
         """Display price in major units, as the seeds show it (29 for 2900 cents)."""
-        exponent = _MINOR_UNIT_EXPONENT.get(self.currency, 2)
-        value = Decimal(self.amount).scaleb(-exponent)
+        value = from_minor_units(self.amount, self.currency)
         return int(value) if value == value.to_integral_value() else float(value)
 
 
@@ -225,12 +219,16 @@ def _parse_plan(code: str, data: Any, strict: bool) -> PlanDef:
         rollover = False
     currency = _text(code, data, "currency")
     assert currency is not None
+    currency = currency.lower()
+    if strict and not is_currency_code(currency):
+        # Amounts are in its minor unit, so an unknown spelling would price everything wrong.
+        raise CatalogError(f"plan '{code}', field 'currency': must be a three-letter ISO code")
     return PlanDef(
         code=code,
         name=_text(code, data, "name") or code,
         description=_text(code, data, "description") or "",
         amount=amount,
-        currency=currency.lower(),
+        currency=currency,
         interval=interval,
         rank=rank,
         stripe_price_id=_text(code, data, "stripe_price_id", required=False),
