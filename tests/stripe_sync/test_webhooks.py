@@ -310,6 +310,56 @@ async def test_invoice_events_mirror_invoices_in_order(
     assert invoice["created_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created + 5))
 
 
+async def test_a_subscriptions_invoices_go_where_it_went_not_to_its_customers_org(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The subscription names org A in its metadata while its customer is linked to org B:
+    it is A's, and so is every invoice of it — whether the invoice arrives after it (no
+    metadata of its own) or before it (the subscription's metadata copied onto the invoice)."""
+    org_a, org_b = await create_org(client), await create_org(client)
+    customer, created = new_id("cus"), _now() - 100
+    await deliver(
+        client,
+        customer_event("customer.created", customer=customer, created=created, org_id=org_b.id),
+    )
+    sub_id = new_id("sub")
+    common = {"customer": customer, "status": "active", "org_id": org_a.id}
+    created_sub = subscription_event(
+        "customer.subscription.created", sub_id=sub_id, created=created + 1, **common
+    )
+    assert (await deliver(client, created_sub)).json()["status"] == "processed"
+    after = invoice_event(
+        "invoice.paid",
+        invoice_id=new_id("in"),
+        customer=customer,
+        sub_id=sub_id,
+        status="paid",
+        created=created + 2,
+    )
+    assert after["data"]["object"]["parent"]["subscription_details"]["metadata"] == {}
+    # Before its subscription is known: only the metadata Stripe copied says whose it is.
+    early_sub = new_id("sub")
+    before = invoice_event(
+        "invoice.paid",
+        invoice_id=new_id("in"),
+        customer=customer,
+        sub_id=early_sub,
+        status="paid",
+        created=created + 3,
+    )
+    before["data"]["object"]["parent"]["subscription_details"]["metadata"] = {
+        "organization_id": org_a.id
+    }
+    for invoice in (after, before):
+        assert (await deliver(client, invoice)).json()["status"] == "processed"
+        row = await invoice_row(app, invoice["data"]["object"]["id"])
+        assert row is not None and row.organization_id == uuid.UUID(org_a.id)
+    listed_a = (await client.get(f"{API}/billing/invoices", headers=org_a.key_headers)).json()
+    assert len(listed_a["data"]) == 2
+    listed_b = (await client.get(f"{API}/billing/invoices", headers=org_b.key_headers)).json()
+    assert listed_b["data"] == []
+
+
 async def test_invoices_are_paginated(client: httpx.AsyncClient) -> None:
     org = await create_org(client)
     customer, created = new_id("cus"), _now() - 100

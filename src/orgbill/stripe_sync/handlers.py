@@ -104,17 +104,19 @@ async def _organization_for(
     customer_id: str | None,
     subscription_id: str | None = None,
 ) -> uuid.UUID | None:
-    """metadata.organization_id, else the org linked to the customer, else the subscription's."""
+    """metadata.organization_id, else the org of the subscription (an invoice belongs where
+    its subscription does, even when its customer is linked to another org), else the org
+    linked to the customer."""
     if metadata_org is not None:
         found = await repository.live_organization_id(session, metadata_org)
         if found is not None:
             return found
-    if customer_id:
-        found = await repository.organization_for_customer(session, customer_id)
+    if subscription_id:
+        found = await repository.subscription_organization(session, subscription_id)
         if found is not None:
             return found
-    if subscription_id:
-        return await repository.subscription_organization(session, subscription_id)
+    if customer_id:
+        return await repository.organization_for_customer(session, customer_id)
     return None
 
 

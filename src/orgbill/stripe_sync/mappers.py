@@ -221,13 +221,29 @@ def subscription_snapshot(obj: JsonObject) -> SubscriptionSnapshot:
     )
 
 
+def _subscription_details(obj: JsonObject) -> JsonObject | None:
+    """What an invoice carries of its subscription: `parent.subscription_details`
+    (2025-03-31 and later), else the older top-level `subscription_details`."""
+    parent = obj.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
+    if not isinstance(details, Mapping):
+        details = obj.get("subscription_details")
+    return details if isinstance(details, Mapping) else None
+
+
 def _invoice_subscription(obj: JsonObject) -> str | None:
     legacy = ref_id(obj.get("subscription"))
     if legacy:
         return legacy
-    parent = obj.get("parent")
-    details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
-    return ref_id(details.get("subscription")) if isinstance(details, Mapping) else None
+    details = _subscription_details(obj)
+    return ref_id(details.get("subscription")) if details is not None else None
+
+
+def _invoice_org(obj: JsonObject) -> uuid.UUID | None:
+    """The invoice's own metadata, else its subscription's as Stripe copied it onto the
+    invoice: a subscription's invoices belong to the org the subscription does."""
+    details = _subscription_details(obj)
+    return _metadata_org(obj) or (_metadata_org(details) if details is not None else None)
 
 
 def _amount(obj: JsonObject, key: str, fallback: int = 0) -> int:
@@ -258,7 +274,7 @@ def invoice_snapshot(obj: JsonObject) -> InvoiceSnapshot:
         period_start=timestamp(obj.get("period_start")),
         period_end=timestamp(obj.get("period_end")),
         created=created,
-        organization_id=_metadata_org(obj),
+        organization_id=_invoice_org(obj),
     )
 
 
