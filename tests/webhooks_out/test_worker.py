@@ -4,6 +4,7 @@ and an endpoint failing continuously being disabled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -147,3 +148,37 @@ async def dispatcher_round(app: FastAPI, settings: Settings, wait: float = 0.3) 
         await dispatcher.drain()
     finally:
         await dispatcher.stop()
+
+
+class _CancellationLosingDispatcher(Dispatcher):
+    """A round that drops the cancellation landing in it, as Python 3.11's `wait_for` does
+    when its wait completes at the same moment: the loop itself goes on."""
+
+    rounds = 0
+    inside = asyncio.Event()
+
+    async def run_once(self) -> int:
+        self.rounds += 1
+        self.inside.set()
+        with contextlib.suppress(asyncio.CancelledError):  # lost, as the race loses it
+            await asyncio.sleep(0.5)
+        self.inside.clear()
+        return 0
+
+
+async def test_stopping_ends_the_dispatch_loop_even_when_its_cancellation_is_lost(
+    app: FastAPI, settings: Settings
+) -> None:
+    dispatcher = _CancellationLosingDispatcher(
+        app.state.database, settings, app.state.catalog_store
+    )
+    await dispatcher.start()
+    await dispatcher.inside.wait()  # the cancellation lands in the round
+    started = time.monotonic()
+    stopping = asyncio.create_task(dispatcher.stop())
+    # Before: stop() awaited the loop, which polled on forever (a hung shutdown).
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert done and time.monotonic() - started < 2
+    rounds = dispatcher.rounds
+    await asyncio.sleep(1.2)
+    assert dispatcher.rounds == rounds  # nothing polls after stop

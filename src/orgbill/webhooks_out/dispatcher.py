@@ -91,6 +91,7 @@ class Dispatcher:
             limits=httpx.Limits(max_connections=settings.webhook_max_in_flight),
         )
         self._wake = asyncio.Event()
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
@@ -108,10 +109,15 @@ class Dispatcher:
 
     async def stop(self) -> None:
         outbox.unregister_waker(self.wake)
+        # The flag, not only the cancellation, ends the loop: on Python 3.11 `wait_for` drops
+        # a cancellation that lands as its wait completes (a wake-up at the same moment), and
+        # the loop would poll on forever while shutdown awaited it.
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # wait(), not `await task`: the caller's own cancellation still reaches it.
+            await asyncio.wait({self._task})
         if self._sends:
             # In-flight sends get a moment to finish; any cut short keeps its lease and is
             # sent again after it runs out (at least once, never twice at one moment).
@@ -132,7 +138,7 @@ class Dispatcher:
                 loop.call_soon_threadsafe(self._wake.set)
 
     async def run_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 claimed = await self.run_once()
                 if self._failing:
@@ -147,8 +153,8 @@ class Dispatcher:
                     self._failing = True
                     logger.exception("webhook dispatch round failed; retrying every poll")
                 claimed = 0
-            if claimed:
-                continue  # there may be more due right now
+            if claimed or self._stopping:
+                continue  # there may be more due right now (or the loop is to end)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.webhook_poll_seconds)
             self._wake.clear()
