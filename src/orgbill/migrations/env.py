@@ -48,10 +48,14 @@ def _configure(connection: Connection) -> None:
 
 async def _run_async(settings: Settings) -> None:
     engine = create_engine(settings)
-    async with engine.connect() as connection:
-        await connection.run_sync(_configure)
-        await connection.commit()
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_configure)
+            await connection.commit()
+    finally:
+        # Also when a migration fails: a pooled connection left for the garbage collector
+        # outlives this event loop (aiosqlite's thread then answers a closed loop).
+        await engine.dispose()
 
 
 def run() -> None:
