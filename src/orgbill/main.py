@@ -26,6 +26,7 @@ from orgbill.kit.logging import configure_logging
 from orgbill.kit.routing import route_marks
 from orgbill.middleware.access_log import AccessLogMiddleware
 from orgbill.middleware.body_limit import BodySizeLimitMiddleware
+from orgbill.middleware.head import HeadAsGetMiddleware
 from orgbill.middleware.ratelimit import (
     CallerMiddleware,
     CallerPaths,
@@ -141,7 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     # Added last is outermost: request id wraps the body-size guard, which wraps the access
-    # log, which wraps the caller and rate limit step, which wraps the app.
+    # log, which wraps the caller and rate limit step, which wraps HEAD-as-GET and the app.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(
         CallerMiddleware,
         routes=RouteTable(app.openapi, lambda: route_marks(app.routes)),

@@ -57,6 +57,9 @@ class CallerPaths:
     admin_prefix: str  # admin routes act for no organization, whatever their path names
 
 
+ORG_HEADER_NAME = ORG_HEADER.lower()
+
+
 class RouteTable:
     """Which documented operation a request is for, and its path parameters, matched before
     routing. Built once from the app's OpenAPI document (the operations the app serves), so
@@ -69,6 +72,8 @@ class RouteTable:
     ) -> None:
         self._openapi = openapi
         self._routes: list[tuple[re.Pattern[str], str, frozenset[str]]] | None = None
+        # (method, template) of the operations that name their org by X-Organization-Id.
+        self._org_header: frozenset[tuple[str, str]] = frozenset()
         self._route_marks = route_marks
         self._marks: dict[tuple[str, str], RouteMarks] | None = None
 
@@ -82,16 +87,37 @@ class RouteTable:
         """(the route's path template, its path params); (None, {}) when unknown or a wrong
         method."""
         if self._routes is None:
-            self._routes = [
-                (compile_path(template)[0], template, frozenset(m.upper() for m in item))
-                for template, item in self._openapi().get("paths", {}).items()
-            ]
+            self._build()
+        assert self._routes is not None
         method = "GET" if method == "HEAD" else method
         for pattern, template, methods in self._routes:
             found = pattern.match(path)
             if found and method in methods:
                 return template, found.groupdict()
         return None, {}
+
+    def takes_org_header(self, method: str, template: str) -> bool:
+        """Whether the operation acts for the org its X-Organization-Id names (a route that
+        acts for none, such as `/me`, ignores the header: its calls are the user's)."""
+        method = "GET" if method == "HEAD" else method
+        return (method, template) in self._org_header
+
+    def _build(self) -> None:
+        paths = self._openapi().get("paths", {})
+        self._routes = [
+            (compile_path(template)[0], template, frozenset(m.upper() for m in item))
+            for template, item in paths.items()
+        ]
+        self._org_header = frozenset(
+            (method.upper(), template)
+            for template, item in paths.items()
+            for method, operation in item.items()
+            if any(
+                parameter.get("in") == "header"
+                and parameter.get("name", "").lower() == ORG_HEADER_NAME
+                for parameter in operation.get("parameters", [])
+            )
+        )
 
 
 class ClientIpCharge:
@@ -218,7 +244,12 @@ class CallerMiddleware:
             caller.principal = await identify(request, session, self.settings, rider)
             named = None
             if not route_path.startswith(self.paths.admin_prefix):
-                named = parse_org_id(path_params.get("org_id") or request.headers.get(ORG_HEADER))
+                header = (
+                    request.headers.get(ORG_HEADER)
+                    if self.routes.takes_org_header(request.method, route_path)
+                    else None
+                )
+                named = parse_org_id(path_params.get("org_id") or header)
             await resolve_acting_org(session, caller, named)
             if caller.acting_org is not None and self.limiter is not None:
                 await acting_org_plan(session, caller, self.catalog_store)
