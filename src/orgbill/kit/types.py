@@ -22,6 +22,7 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import httpx
 from pydantic import AfterValidator, AnyHttpUrl, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
@@ -171,6 +172,7 @@ Timestamp = Annotated[datetime, AfterValidator(check_timestamp)]
 Int64 = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX)]
 
 _http_url = TypeAdapter(AnyHttpUrl)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def check_http_url(value: str) -> str:
@@ -179,10 +181,26 @@ def check_http_url(value: str) -> str:
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise ValueError("URL must not contain whitespace or control characters")
     try:
-        _http_url.validate_python(value)
+        checked = _http_url.validate_python(value)
     except PydanticValidationError as exc:
         reason = exc.errors()[0].get("msg", "invalid URL") if exc.errors() else "invalid URL"
         raise ValueError(f"not a valid http(s) URL: {reason}") from None
+    # The check above repairs what it reads (`http:/host`, a backslash read as a slash); the
+    # URL is stored and used as sent, so it must name the same origin to the client that
+    # will call it (httpx), or `https://a.example\@b.example/` passes as a.example and is
+    # sent to b.example.
+    try:
+        sent = httpx.URL(value)
+    except httpx.InvalidURL:
+        raise ValueError("not a valid http(s) URL") from None
+    sent_origin = (
+        sent.scheme,
+        sent.raw_host.decode("ascii"),
+        sent.port or _DEFAULT_PORTS[sent.scheme],
+    )
+    checked_origin = (checked.scheme, (checked.host or "").strip("[]"), checked.port)
+    if "\\" in value or not sent.raw_host or sent_origin != checked_origin:
+        raise ValueError("URL is ambiguous: write it with its host after '//' and no backslash")
     return value
 
 
