@@ -25,21 +25,22 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from orgbill import migrate
+from orgbill.auth import schemas as auth_schemas
 from orgbill.auth import service as auth_service
 from orgbill.config import Settings, get_settings
 from orgbill.db import Database
-from orgbill.errors import Conflict
+from orgbill.errors import Conflict, OrgbillError
 from orgbill.kit.crypto import random_token
 from orgbill.kit.logging import log_config
 from orgbill.kit.metrics import MULTIPROC_ENV
 from orgbill.kit.time import utcnow
-from orgbill.models import Membership, Organization, User
+from orgbill.models import Membership, Organization, OrganizationStatus, User
 from orgbill.organizations import schemas as org_schemas
 from orgbill.organizations import service as org_service
 from orgbill.plans.catalog import CatalogError, load_catalog
@@ -69,16 +70,25 @@ async def seed_demo(settings: Settings, base_url: str = DEFAULT_BASE_URL) -> dic
             if user is None:
                 password = random_token(12)
                 user = await auth_service.create_user(session, DEMO_EMAIL, password, "Demo User")
+            # The demo user's live demo org; a deleted one is left deleted (its keys are dead).
             org = await session.scalar(
                 select(Organization)
                 .join(Membership, Membership.organization_id == Organization.id)
-                .where(Organization.slug == DEMO_SLUG, Membership.user_id == user.id)
+                .where(
+                    Membership.user_id == user.id,
+                    Organization.status != OrganizationStatus.DELETED,
+                    Organization.slug.startswith(DEMO_SLUG),
+                )
+                .order_by(Organization.created_at)
+                .limit(1)
             )
             if org is None:
+                # No slug asked for: `demo-org` when free, else with a suffix (another org, or
+                # the deleted demo org, may hold it).
                 org, _ = await org_service.create_organization(
                     session,
                     user,
-                    org_schemas.OrganizationCreate(name="Demo Org", slug=DEMO_SLUG),
+                    org_schemas.OrganizationCreate(name="Demo Org"),
                     CatalogStore(load_catalog(settings.plans_file)),
                 )
             revoked = await org_service.revoke_keys(session, org.id, utcnow(), name=DEMO_KEY_NAME)
@@ -100,7 +110,23 @@ async def seed_demo(settings: Settings, base_url: str = DEFAULT_BASE_URL) -> dic
     }
 
 
+_EMAIL: TypeAdapter[str] = TypeAdapter(auth_schemas.Email)
+_PASSWORD: TypeAdapter[str] = TypeAdapter(auth_schemas.Password)
+
+
+def _given(adapter: TypeAdapter[str], what: str, value: str) -> str:
+    """The value as the API would take it (an email checked, a password trimmed), so the
+    account signs in with what was given here."""
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors()[0].get("msg", "invalid") if exc.errors() else "invalid"
+        raise CliError(f"{what}: {reason}") from None
+
+
 async def create_superadmin(settings: Settings, email: str, password: str) -> dict[str, Any]:
+    email = _given(_EMAIL, "email", email)
+    password = _given(_PASSWORD, "password", password)
     database = Database.from_settings(settings)
     try:
         async with database.session(writes=True) as session:
@@ -190,6 +216,8 @@ def run_migrations(settings: Settings) -> str:
 
 def check_port_free(host: str, port: int) -> None:
     """Bind and release the port, as uvicorn will, so a busy port fails before anything runs."""
+    if not 0 <= port <= 65535:  # 0: any free port
+        raise CliError(f"cannot listen on {host}:{port}: a port is 0 to 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -349,8 +377,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "demo":
         print(json.dumps(asyncio.run(seed_demo(settings, args.base_url)), indent=2))
     elif args.command == "create-superadmin":
-        if len(args.password) < 8:
-            raise CliError("password must be at least 8 characters")
         try:
             result = asyncio.run(create_superadmin(settings, args.email, args.password))
         except Conflict as exc:
@@ -389,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc)
     except CatalogError as exc:
         message = str(exc)
+    except OrgbillError as exc:  # a service's refusal (a conflict, say): its message
+        message = exc.message
     except (ArgumentError, NoSuchModuleError) as exc:
         message = f"ORGBILL_DATABASE_URL is not a usable database URL: {_first_line(exc)}"
     except (

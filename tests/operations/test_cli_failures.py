@@ -1,4 +1,4 @@
-"""Review 3: CLI failures are one line, and demo / create-superadmin produce usable results."""
+"""CLI failures are one line, and demo / create-superadmin produce usable results."""
 
 from __future__ import annotations
 
