@@ -33,6 +33,13 @@ async def test_an_endpoint_url_the_sender_would_resolve_elsewhere_is_422(
     assert httpx.URL(url).host in ("", "attacker.example")  # what delivery would use
 
 
+async def _set_website(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    org = await create_org(client)
+    return await client.patch(
+        f"{API}/organizations/{org.id}", json={"website": url}, headers=org.key_headers
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -44,11 +51,7 @@ async def test_an_endpoint_url_the_sender_would_resolve_elsewhere_is_422(
 async def test_an_organization_website_that_names_two_origins_is_422(
     client: httpx.AsyncClient, url: str
 ) -> None:
-    org = await create_org(client)
-    response = await client.patch(
-        f"{API}/organizations/{org.id}", json={"website": url}, headers=org.key_headers
-    )
-    assert_error(response, 422, "validation_error")
+    assert_error(await _set_website(client, url), 422, "validation_error")
 
 
 @pytest.mark.parametrize(
@@ -65,9 +68,6 @@ async def test_an_organization_website_that_names_two_origins_is_422(
 async def test_unambiguous_urls_are_kept_exactly_as_sent(
     client: httpx.AsyncClient, url: str
 ) -> None:
-    org = await create_org(client)
-    response = await client.patch(
-        f"{API}/organizations/{org.id}", json={"website": url}, headers=org.key_headers
-    )
+    response = await _set_website(client, url)
     assert response.status_code == 200, response.text
     assert response.json()["website"] == url

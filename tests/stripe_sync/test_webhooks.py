@@ -328,25 +328,21 @@ async def test_a_subscriptions_invoices_go_where_it_went_not_to_its_customers_or
         "customer.subscription.created", sub_id=sub_id, created=created + 1, **common
     )
     assert (await deliver(client, created_sub)).json()["status"] == "processed"
-    after = invoice_event(
-        "invoice.paid",
-        invoice_id=new_id("in"),
-        customer=customer,
-        sub_id=sub_id,
-        status="paid",
-        created=created + 2,
-    )
+
+    def paid(of_sub: str, at: int) -> dict[str, Any]:
+        return invoice_event(
+            "invoice.paid",
+            invoice_id=new_id("in"),
+            customer=customer,
+            sub_id=of_sub,
+            status="paid",
+            created=at,
+        )
+
+    after = paid(sub_id, created + 2)
     assert after["data"]["object"]["parent"]["subscription_details"]["metadata"] == {}
     # Before its subscription is known: only the metadata Stripe copied says whose it is.
-    early_sub = new_id("sub")
-    before = invoice_event(
-        "invoice.paid",
-        invoice_id=new_id("in"),
-        customer=customer,
-        sub_id=early_sub,
-        status="paid",
-        created=created + 3,
-    )
+    before = paid(new_id("sub"), created + 3)
     before["data"]["object"]["parent"]["subscription_details"]["metadata"] = {
         "organization_id": org_a.id
     }
