@@ -126,10 +126,20 @@ async def test_flags_and_rate_limit_override_are_audited(
     assert entry["action"] == "organization.update"
     assert entry["details"]["changes"]["kyc_level"] == {"from": 0, "to": 2}
     assert entry["request_id"] == response.headers["x-request-id"]
-    bad = await client.patch(
-        f"{API}/admin/organizations/{org.id}", json={"kyc_level": -1}, headers=admin.headers
-    )
-    assert_error(bad, 422, "validation_error")
+    for bad_change in (
+        {"kyc_level": -1},
+        {"kyc_level": "3"},
+        {"rate_limit": True},  # not 1 request a second
+        {"rate_limit": 7.0},
+        {"is_suspended": "yes"},
+        {"is_suspended": 1},
+    ):
+        bad = await client.patch(
+            f"{API}/admin/organizations/{org.id}", json=bad_change, headers=admin.headers
+        )
+        assert_error(bad, 422, "validation_error")
+    unchanged = await client.get(f"{API}/organizations/profile/{org.id}", headers=org.key_headers)
+    assert unchanged.json()["api_rate_limit"] == 42
     conflicting = await client.patch(
         f"{API}/admin/organizations/{org.id}",
         json={"status": "ACTIVE", "is_suspended": True},

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
 from orgbill.kit.types import FreeJson, Timestamp, text
@@ -25,12 +25,14 @@ class ImpersonationToken(Schema):
 
 class AdminOrganizationUpdate(RequestSchema):
     status: Literal["ACTIVE", "SUSPENDED"] | None = None
-    is_suspended: bool | None = None
-    kyc_level: Annotated[int, Field(ge=0, le=10)] | None = None
+    # Strict, as every number and flag a client sends: `true` is no rate limit, `"1"` no
+    # suspension.
+    is_suspended: StrictBool | None = None
+    kyc_level: Annotated[int, Field(ge=0, le=10, strict=True)] | None = None
     placement_group: Label | None = None
     org_type: Label | None = None
     region_id: Label | None = None
-    rate_limit: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    rate_limit: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] | None = None
     entitlements: list[Label] | None = None
     registerable: bool | None = None
     # Replaces the org's limit overrides; values use the plans file syntax.
