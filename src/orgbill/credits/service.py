@@ -25,8 +25,8 @@ from orgbill.credits.ledger import Allowance, GrantState, Settlement
 from orgbill.entitlements.repository import BalanceState
 from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.errors import Conflict, InsufficientCredits, LimitExceeded, ValidationFailed
-from orgbill.kit.pagination import PageParams, build_page
-from orgbill.kit.time import isoformat_z
+from orgbill.kit.pagination import PageParams
+from orgbill.kit.time import as_utc, isoformat_z
 from orgbill.kit.types import system_key
 from orgbill.models import CreditEntryKind, CreditGrantKind, CreditLedgerEntry, Organization
 from orgbill.reservations import repository as reservations
@@ -161,9 +161,16 @@ async def overview(
     grants = await repository.live_grants(session, org_id)
     settlement = ledger.settle(org_id, state, grants, allowance(plan, now), now)
     rows = await repository.list_entries(session, org_id, params)
-    page, cursor = build_page(rows, params, repository.LEDGER_KEYSET)
-    # Entries not yet written come first (they are the newest), on the first page only.
-    pending = _pending_entries(org_id, settlement) if params.cursor is None else []
+    # Entries not yet written are listed where their (created_at, id) puts them, as if they
+    # were: so a page holds at most `limit`, and the cursor after it pages through both.
+    pending = [
+        entry
+        for entry in _pending_entries(org_id, settlement)
+        if params.cursor is None or _ledger_key(entry) < params.cursor
+    ]
+    merged = sorted([*pending, *map(_entry_schema, rows)], key=_ledger_key, reverse=True)
+    page = merged[: params.limit]
+    cursor = params.codec.encode(*_ledger_key(page[-1])) if len(merged) > params.limit else None
     assert settlement.live is not None
     return schemas.Credits(
         total_credits=settlement.total,
@@ -171,9 +178,14 @@ async def overview(
         extra_credit_price=extra_credit_price(plan),
         pending_monthly_grant=settlement.pending_monthly,
         grants=[_grant_schema(grant) for grant in settlement.live],
-        ledger=pending + [_entry_schema(row) for row in page],
+        ledger=page,
         next_cursor=cursor,
     )
+
+
+def _ledger_key(entry: schemas.CreditEntry) -> tuple[datetime, uuid.UUID]:
+    """The ledger's keyset order (repository.LEDGER_KEYSET), newest first when reversed."""
+    return as_utc(entry.created_at), entry.id
 
 
 def _entry_schema(row: CreditLedgerEntry) -> schemas.CreditEntry:
