@@ -22,6 +22,10 @@ UNMATCHED_ROUTE = "unmatched"
 def route_template(scope: Scope) -> str:
     """The matched route's path template, e.g. `/api/v1/organizations/{org_id}`."""
     route = scope.get("route")
+    if route is None:
+        # FastAPI records the matched route for its own routes only, not for mounts (the
+        # docs' assets): find the mount the path is under.
+        route = _mount_for(scope)
     path = getattr(route, "path", None)
     if not isinstance(path, str):
         return UNMATCHED_ROUTE
@@ -33,6 +37,15 @@ def route_template(scope: Scope) -> str:
     own = path.strip("/").split("/")
     prefix = "/".join(served[: max(len(served) - len(own), 0)])
     return f"/{prefix}{path}" if prefix else path
+
+
+def _mount_for(scope: Scope) -> Mount | None:
+    app = scope.get("app")
+    served = scope.get("path", "")
+    for route in getattr(app, "routes", ()):
+        if isinstance(route, Mount) and (served + "/").startswith(route.path + "/"):
+            return route
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

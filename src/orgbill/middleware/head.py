@@ -24,4 +24,10 @@ class HeadAsGetMiddleware:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        routed: Scope = {**scope, "method": "GET"}
+        try:
+            await self.app(routed, receive, send_without_body)
+        finally:
+            # What routing recorded (the matched route, its path params) is the request's:
+            # the access log and metrics outside name the route template from it.
+            scope.update({key: value for key, value in routed.items() if key != "method"})
