@@ -311,6 +311,62 @@ async def test_a_check_with_an_unstorable_metric_is_422_and_a_guessed_key_401(
         assert_error(response, 401, "unauthorized")
 
 
+def _request_models(app: FastAPI) -> set[type[RequestSchema]]:
+    """Every RequestSchema a route's JSON body is, or holds at any depth."""
+    found: set[type[RequestSchema]] = set()
+
+    def visit(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, RequestSchema):
+            if annotation not in found:
+                found.add(annotation)
+                for field in annotation.model_fields.values():
+                    visit(field.annotation)
+            return
+        for arg in get_args(annotation):
+            visit(arg)
+
+    for context in iter_route_contexts(list(app.routes)):
+        route = context.route
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            visit(route.body_field.field_info.annotation)
+    return found
+
+
+def _plain_type(annotation: Any) -> Any:
+    """int for `Annotated[int, ...] | None`, and so on (None when it is no one plain type)."""
+    members = [a for a in (get_args(annotation) or (annotation,)) if a is not type(None)]
+    if get_origin(annotation) is Annotated:
+        return _plain_type(get_args(annotation)[0])
+    if len(members) != 1:
+        return None
+    member = members[0]
+    return _plain_type(member) if get_origin(member) is Annotated else member
+
+
+def test_every_whole_number_and_flag_in_a_request_body_is_strict(app: FastAPI) -> None:
+    """No count is taken from `true`, `"3"` or `7.0`, and no flag from `"yes"` or `1`, in
+    any field of any body (pydantic's lax mode would coerce them)."""
+    loose = {int: [True, "3", 7.0], bool: ["yes", "true", 1]}
+    checked = 0
+    for model in _request_models(app):
+        for name, field in model.model_fields.items():
+            kind = _plain_type(field.annotation)
+            if kind not in loose:
+                continue
+            for value in loose[kind]:
+                with pytest.raises(ValidationError) as refused:
+                    model.model_validate({field.alias or name: value})
+                assert any(
+                    e["loc"][:1] == (field.alias or name,) for e in refused.value.errors()
+                ), (
+                    model.__name__,
+                    name,
+                    value,
+                )
+            checked += 1
+    assert checked >= 8, checked
+
+
 def test_every_request_body_is_a_request_schema(app: FastAPI) -> None:
     """Every JSON body any route takes is a `RequestSchema` (or a union of them), whose
     field validator refuses NUL and lone surrogates in every string of every field: the list

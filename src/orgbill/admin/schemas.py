@@ -25,8 +25,8 @@ class ImpersonationToken(Schema):
 
 class AdminOrganizationUpdate(RequestSchema):
     status: Literal["ACTIVE", "SUSPENDED"] | None = None
-    # Strict, as every number and flag a client sends: `true` is no rate limit, `"1"` no
-    # suspension.
+    # Strict, as every number and flag a client sends (tests/hostile walks them all): `true`
+    # is no rate limit, `"1"` no suspension.
     is_suspended: StrictBool | None = None
     kyc_level: Annotated[int, Field(ge=0, le=10, strict=True)] | None = None
     placement_group: Label | None = None
@@ -34,7 +34,7 @@ class AdminOrganizationUpdate(RequestSchema):
     region_id: Label | None = None
     rate_limit: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] | None = None
     entitlements: list[Label] | None = None
-    registerable: bool | None = None
+    registerable: StrictBool | None = None
     # Replaces the org's limit overrides; values use the plans file syntax.
     limit_overrides: FreeJson | None = None
 

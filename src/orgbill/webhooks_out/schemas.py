@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
 from orgbill.kit.types import HttpUrlText, text
@@ -54,7 +54,7 @@ class WebhookEndpointUpdate(RequestSchema):
     url: HttpUrlText | None = None
     events: EventList | None = None
     description: Description | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
     @field_validator("events")
     @classmethod
