@@ -167,8 +167,9 @@ async def start_credit_checkout(
 ) -> schemas.CheckoutSession:
     """A Checkout session (payment mode) for `quantity` credits at the plan's
     extra_credit_price. The total is computed exactly and rounded half-up once, to what Stripe
-    charges in the currency (its minor unit; tens of fils, whole krónur), and charged as one line item of quantity 1: Stripe charges exactly
-    that total, whatever the per-credit price's decimals. Nothing is written here; the credits
+    charges in the currency (kit.money.chargeable: its minor unit, tens of fils, whole krónur),
+    and charged as one line item of quantity 1: Stripe charges exactly that total, whatever
+    the per-credit price's decimals. Nothing is written here; the credits
     arrive with the paid session's webhook."""
     stripe = _require_gateway(gateway)
     plan = await plan_for_access(session, access, store)

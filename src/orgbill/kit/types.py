@@ -189,6 +189,9 @@ def check_http_url(value: str) -> str:
     # URL is stored and used as sent, so it must name the same origin to the client that
     # will call it (httpx), or `https://a.example\@b.example/` passes as a.example and is
     # sent to b.example.
+    ambiguous = "URL is ambiguous: write it with its host after '//' and no backslash"
+    if "\\" in value:
+        raise ValueError(ambiguous)
     try:
         sent = httpx.URL(value)
     except httpx.InvalidURL:
@@ -196,11 +199,11 @@ def check_http_url(value: str) -> str:
     sent_origin = (
         sent.scheme,
         sent.raw_host.decode("ascii"),
-        sent.port or _DEFAULT_PORTS[sent.scheme],
+        sent.port or _DEFAULT_PORTS.get(sent.scheme),
     )
     checked_origin = (checked.scheme, (checked.host or "").strip("[]"), checked.port)
-    if "\\" in value or not sent.raw_host or sent_origin != checked_origin:
-        raise ValueError("URL is ambiguous: write it with its host after '//' and no backslash")
+    if not sent.raw_host or sent_origin != checked_origin:
+        raise ValueError(ambiguous)
     return value
 
 

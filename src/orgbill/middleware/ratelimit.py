@@ -60,6 +60,11 @@ class CallerPaths:
 ORG_HEADER_NAME = ORG_HEADER.lower()
 
 
+def _routed_method(method: str) -> str:
+    """HEAD is served as GET (middleware/head.py): it is the GET operation's."""
+    return "GET" if method == "HEAD" else method
+
+
 class RouteTable:
     """Which documented operation a request is for, and its path parameters, matched before
     routing. Built once from the app's OpenAPI document (the operations the app serves), so
@@ -89,7 +94,7 @@ class RouteTable:
         if self._routes is None:
             self._build()
         assert self._routes is not None
-        method = "GET" if method == "HEAD" else method
+        method = _routed_method(method)
         for pattern, template, methods in self._routes:
             found = pattern.match(path)
             if found and method in methods:
@@ -99,8 +104,7 @@ class RouteTable:
     def takes_org_header(self, method: str, template: str) -> bool:
         """Whether the operation acts for the org its X-Organization-Id names (a route that
         acts for none, such as `/me`, ignores the header: its calls are the user's)."""
-        method = "GET" if method == "HEAD" else method
-        return (method, template) in self._org_header
+        return (_routed_method(method), template) in self._org_header
 
     def _build(self) -> None:
         paths = self._openapi().get("paths", {})
