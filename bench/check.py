@@ -42,6 +42,7 @@ from bench.common import (
     cpu_ratio,
     cpu_text,
     median_result,
+    py_spy,
     seed_org,
     serve,
     wrk,
@@ -176,11 +177,13 @@ def bench(db: BenchDatabase, args: argparse.Namespace, scripts: Path) -> None:
         quiet = {"seconds": args.seconds, "connections": args.quiet_connections}
         quiet_targets = {name: targets[name] for name in ("check", "one-SELECT app")}
         quiet_rounds: dict[str, list[LoadResult]] = {name: [] for name in quiet_targets}
-        for _ in range(args.rounds):
+        for round_no in range(args.rounds):
             for name, (url, headers, script, threads, pid) in targets.items():
-                rounds[name].append(
-                    wrk(url, headers, script=script, threads=threads, server_pid=pid, **load)
-                )
+                spy = args.py_spy if round_no == 0 and name == args.py_spy_target else None
+                with py_spy(pid, spy):
+                    rounds[name].append(
+                        wrk(url, headers, script=script, threads=threads, server_pid=pid, **load)
+                    )
             for name, (url, headers, script, threads, pid) in quiet_targets.items():
                 quiet_rounds[name].append(
                     wrk(url, headers, script=script, threads=threads, server_pid=pid, **quiet)
@@ -230,6 +233,12 @@ def main() -> None:
         "--quiet-connections", type=int, default=4, help="connections of the latency run"
     )
     parser.add_argument("--sqlite", action="store_true", help="measure SQLite too")
+    parser.add_argument(
+        "--py-spy", help="record orgbill during round 1 of one target (.svg or raw)"
+    )
+    parser.add_argument(
+        "--py-spy-target", default="check", help="the target --py-spy records (e.g. reserve+commit)"
+    )
     args = parser.parse_args()
     scripts = Path(tempfile.mkdtemp(prefix="orgbill-bench-lua-"))
     (scripts / "check.lua").write_text(CHECK_LUA)

@@ -240,6 +240,36 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@contextlib.contextmanager
+def py_spy(pid: int, output: str | None) -> Iterator[None]:
+    """py-spy recording `pid` for the block (nothing when no output is asked for)."""
+    if output is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    fmt = "flamegraph" if output.endswith(".svg") else "raw"
+    cmd = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--output",
+        output,
+        "--format",
+        fmt,
+        "--nonblocking",
+        "--rate",
+        "500",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attached before the load starts
+    try:
+        yield
+    finally:
+        proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
+        proc.wait(timeout=30)
+
+
 def _ms(text: str) -> float:
     match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     if match is None:

@@ -20,24 +20,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import pg_execute, process_cpu_seconds, uvicorn_server
+from bench.common import pg_execute, process_cpu_seconds, py_spy, uvicorn_server
 from orgbill import migrate
 from orgbill.cli import sync_plans
 from orgbill.config import Settings
@@ -196,36 +192,6 @@ def _figures(events: int, elapsed: float, latencies: list[float], cpu: float) ->
     }
 
 
-@contextlib.contextmanager
-def _py_spy(pid: int, output: str | None) -> Iterator[None]:
-    """py-spy recording `pid` for the block (nothing when no output is asked for)."""
-    if output is None:
-        yield
-        return
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    fmt = "flamegraph" if output.endswith(".svg") else "raw"
-    cmd = [
-        spy,
-        "record",
-        "--pid",
-        str(pid),
-        "--output",
-        output,
-        "--format",
-        fmt,
-        "--nonblocking",
-        "--rate",
-        "500",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)  # attached before the load starts
-    try:
-        yield
-    finally:
-        proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
-        proc.wait(timeout=30)
-
-
 def _chains(
     round_no: int, org_ids: list[str], per_sub: int, now: int
 ) -> tuple[list[list[bytes]], dict[str, str]]:
@@ -299,7 +265,7 @@ def main() -> int:
                     total = per_sub * len(chains)
                     spy = args.py_spy if side == "orgbill" and round_no == 0 else None
                     cpu_before = process_cpu_seconds(pids[0])
-                    with _py_spy(pids[0], spy):
+                    with py_spy(pids[0], spy):
                         elapsed, latencies = asyncio.run(_send_all(port, chains, args.concurrency))
                     cpu = process_cpu_seconds(pids[0]) - cpu_before
                 if side == "orgbill":
