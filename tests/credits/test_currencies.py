@@ -40,12 +40,12 @@ def _catalog_in(tmp_path: Path, currency: str, amount: int, credit_price: str) -
 @pytest.mark.parametrize(
     ("currency", "amount", "credit_price", "quantity", "charged", "price"),
     [
-        # 10 x 0.015 USD = 15 cents.
-        ("usd", 500, "0.015", 10, "15", 5),
+        # 67 x 0.015 USD = 100.5 cents, rounded half-up to 101 (over Stripe's 50-cent minimum).
+        ("usd", 500, "0.015", 67, "101", 5),
         # 10 x 50 CLP = 500 pesos: the peso is CLP's minor unit (was charged as 50,000).
         ("clp", 5000, "50", 10, "500", 5000),
-        # 7 x 0.7 JPY = 4.9 yen, rounded half-up to 5.
-        ("jpy", 980, "0.7", 7, "5", 980),
+        # 71 x 0.7 JPY = 49.7 yen, rounded half-up to 50 (Stripe's minimum, 50 yen).
+        ("jpy", 980, "0.7", 71, "50", 980),
         # 1 x 5.124 KWD = 5124 fils; Stripe charges three-decimal amounts in tens: 5120.
         ("kwd", 5125, "5.124", 1, "5120", 5.125),
         # 3 x 0.5 ISK = 1.5 krónur, charged in whole krónur written with two decimals: 200.

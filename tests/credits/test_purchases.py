@@ -73,7 +73,7 @@ async def test_credit_checkout_is_one_payment_line_item_priced_in_minor_units(
     assert call.headers["idempotency-key"].startswith("orgbill-credits-checkout-")
     # The org's customer is the one billing checkout uses, created once.
     assert form["customer"] == await customer_of(stripe_app, org.id)
-    assert (await buy(stripe_client, org.key_headers, 1)).status_code == 200
+    assert (await buy(stripe_client, org.key_headers, 10)).status_code == 200  # 50 cents
     assert len(stripe_api.calls("/v1/customers")) == customers_before + 1
     # Nothing is granted before the payment.
     assert purchases(await credits(stripe_client, org)) == []
@@ -86,9 +86,9 @@ async def test_credit_checkout_is_one_payment_line_item_priced_in_minor_units(
         headers=admin.headers,
     )
     assert patched.status_code == 200, patched.text
-    assert (await buy(stripe_client, org.key_headers, 3)).status_code == 200
+    assert (await buy(stripe_client, org.key_headers, 35)).status_code == 200
     form = stripe_api.calls("/v1/checkout/sessions")[-1].form
-    assert form["line_items[0][price_data][unit_amount]"] == "5"  # 4.5 cents
+    assert form["line_items[0][price_data][unit_amount]"] == "53"  # 52.5 cents
 
 
 async def test_credit_checkout_refuses_more_than_max_credits_and_non_billing_roles(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.auth.principal import OrgAccess
@@ -10,9 +13,9 @@ from orgbill.credits import service as credits_service
 from orgbill.db import end_transaction_before_network_call
 from orgbill.entitlements.resolver import subscription_plan
 from orgbill.entitlements.service import plan_for_access
-from orgbill.errors import BadRequest, NotFound, Unavailable, ValidationFailed
+from orgbill.errors import BadRequest, Conflict, NotFound, Unavailable, ValidationFailed
 from orgbill.kit.context import current_request_id
-from orgbill.kit.money import chargeable, to_minor_units
+from orgbill.kit.money import chargeable, from_minor_units, minimum_charge, to_minor_units
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.models import Invoice, Subscription
 from orgbill.organizations import service as org_service
@@ -68,6 +71,10 @@ async def list_invoices(
     return [invoice_schema(invoice) for invoice in page], cursor
 
 
+# Statuses of a Stripe subscription that will bill again (or resume billing) unless changed.
+_STILL_BILLED = frozenset({"active", "trialing", "past_due", "unpaid", "paused"})
+
+
 def _require_gateway(gateway: StripeGateway | None) -> StripeGateway:
     if gateway is None:
         raise Unavailable("Billing is not configured on this server (no Stripe API key)")
@@ -88,9 +95,12 @@ async def ensure_customer(session: AsyncSession, access: OrgAccess, gateway: Str
     customer_id = await stripe_repository.customer_of(session, org.id)
     if customer_id is not None:
         return customer_id
+    replacing = await stripe_repository.last_deleted_customer(session, org.id)
     await end_transaction_before_network_call(session)
     try:
-        created = await gateway.create_customer(organization_id=org.id, name=org.name)
+        created = await gateway.create_customer(
+            organization_id=org.id, name=org.name, replacing=replacing
+        )
     except StripeUnavailable as exc:
         raise Unavailable(str(exc)) from exc
     if not await stripe_repository.link_customer(session, org.id, created):
@@ -111,6 +121,14 @@ async def start_checkout(
     store: CatalogStore,
 ) -> schemas.CheckoutSession:
     stripe = _require_gateway(gateway)
+    await plan_for_access(session, access, store)  # loads the plan inputs onto `access`
+    current = access.plan_inputs.subscription if access.plan_inputs is not None else None
+    if current is not None and current.status in _STILL_BILLED:
+        # Checkout always starts a new subscription; both would be billed every period.
+        raise Conflict(
+            f"This organization already has a {current.status} subscription; change plans "
+            "through the billing portal (POST /billing/portal)"
+        )
     catalog = await store.live(session)
     plan = catalog.plans.get(data.plan)
     if plan is None:
@@ -158,6 +176,21 @@ async def open_portal(
 _STRIPE_MAX_AMOUNT = 99_999_999
 
 
+def _credits_total(price: Decimal, quantity: int, currency: str) -> Decimal | int:
+    """`quantity` credits' total in minor units, rounded once to what Stripe charges; a total
+    far past one payment's maximum is left unrounded (no rounding brings it back under, and
+    quantizing a number that large overflows Decimal's precision)."""
+    exact = to_minor_units(price * quantity, currency)
+    return exact if exact > 2 * _STRIPE_MAX_AMOUNT else chargeable(exact, currency)
+
+
+def _fewest_credits_charged(price: Decimal, currency: str, minimum: int) -> int:
+    fewest = max(1, math.ceil(Decimal(minimum) / to_minor_units(price, currency)))
+    while _credits_total(price, fewest, currency) < minimum:  # rounding fell short: one more
+        fewest += 1
+    return fewest
+
+
 async def start_credit_checkout(
     session: AsyncSession,
     access: OrgAccess,
@@ -187,14 +220,21 @@ async def start_credit_checkout(
         )
     price = credits_service.extra_credit_price(plan)
     currency = plan.plan.currency
-    exact = to_minor_units(price * data.quantity, currency)
-    # Compared before rounding: rounding a total too large for one payment is pointless.
-    total = exact if exact > _STRIPE_MAX_AMOUNT else chargeable(exact, currency)
+    total = _credits_total(price, data.quantity, currency)
     if total < 1:
         raise BadRequest(f"Credits cannot be bought on the {plan.plan.name} plan (no price)")
     if total > _STRIPE_MAX_AMOUNT:
         raise BadRequest(
             f"{data.quantity} credits cost more than one Stripe payment can take; buy fewer"
+        )
+    minimum = minimum_charge(currency)
+    if total < minimum:
+        # Stripe would refuse the session: the caller's quantity is at fault, not a 503.
+        fewest = _fewest_credits_charged(price, currency, minimum)
+        raise BadRequest(
+            f"Stripe charges at least {from_minor_units(minimum, currency)} "
+            f"{currency.upper()} in one payment: buy at least {fewest} credits",
+            details={"minimum_quantity": fewest},
         )
     customer_id = await ensure_customer(session, access, stripe)
     await end_transaction_before_network_call(session)

@@ -34,6 +34,38 @@ THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 # Minor units per smallest amount Stripe will charge, where that is more than one.
 _CHARGE_STEP = {**dict.fromkeys(THREE_DECIMAL, 10), "isk": 100}
 _CODE = re.compile(r"[a-z]{3}")
+# Stripe's minimum charge amounts, in major units (its "Minimum and maximum charge amounts"
+# table). The minimum is Stripe's in the account's settlement currency; a currency listed
+# here is taken to settle as itself, one not listed to have no minimum beyond one unit.
+_MINIMUM_CHARGE = {
+    code: Decimal(amount)
+    for code, amount in {
+        "usd": "0.50",
+        "aed": "2.00",
+        "aud": "0.50",
+        "bgn": "1.00",
+        "brl": "0.50",
+        "cad": "0.50",
+        "chf": "0.50",
+        "czk": "15.00",
+        "dkk": "2.50",
+        "eur": "0.50",
+        "gbp": "0.30",
+        "hkd": "4.00",
+        "huf": "175.00",
+        "inr": "0.50",
+        "jpy": "50",
+        "mxn": "10",
+        "myr": "2",
+        "nok": "3.00",
+        "nzd": "0.50",
+        "pln": "2.00",
+        "ron": "2.00",
+        "sek": "3.00",
+        "sgd": "0.50",
+        "thb": "10",
+    }.items()
+}
 
 
 def is_currency_code(currency: str) -> bool:
@@ -64,3 +96,10 @@ def chargeable(exact_minor: Decimal, currency: str) -> int:
     requires."""
     step = _CHARGE_STEP.get(currency.lower(), 1)
     return int((exact_minor / step).quantize(Decimal(1), ROUND_HALF_UP)) * step
+
+
+def minimum_charge(currency: str) -> int:
+    """The smallest amount, in minor units, Stripe charges in one payment in the currency."""
+    minimum = _MINIMUM_CHARGE.get(currency.lower())
+    step = _CHARGE_STEP.get(currency.lower(), 1)
+    return max(step, int(to_minor_units(minimum, currency))) if minimum is not None else step

@@ -71,10 +71,16 @@ class StripeGateway:
             return None
         return cls(settings.stripe_api_key, api_base=settings.stripe_api_base)
 
-    async def _call(self, fn: Callable[[], T], caller_params: frozenset[str] = frozenset()) -> T:
+    async def _call(
+        self,
+        fn: Callable[[], T],
+        caller_params: frozenset[str] = frozenset(),
+        caller_codes: frozenset[str] = frozenset(),
+    ) -> T:
         """Runs one SDK call; the one place Stripe's failures become our errors: Stripe
-        refusing a value the caller sent (`caller_params`) is the caller's 400, anything
-        else (unreachable, 5xx, auth, a refusal of what we sent) is a 503."""
+        refusing a value the caller sent (`caller_params`) or what the caller asked for
+        (`caller_codes`: an amount it chose, say) is the caller's 400, anything else
+        (unreachable, 5xx, auth, a refusal of what we sent) is a 503."""
         try:
             return await asyncio.to_thread(fn)
         except stripe.InvalidRequestError as exc:
@@ -82,6 +88,12 @@ class StripeGateway:
                 raise StripeRejected(
                     f"Stripe refused {exc.param}: {exc.user_message or 'invalid value'}",
                     details={"param": exc.param},
+                ) from exc
+            if exc.code in caller_codes:
+                raise StripeRejected(
+                    f"Stripe refused the request ({exc.code}): "
+                    f"{exc.user_message or 'change what was asked for'}",
+                    details={"code": exc.code},
                 ) from exc
             raise StripeUnavailable(
                 f"Stripe refused the request ({_stripe_reason(exc)}); retry later"
@@ -95,7 +107,12 @@ class StripeGateway:
     # Creates
 
     async def create_customer(
-        self, *, organization_id: uuid.UUID, name: str, email: str | None = None
+        self,
+        *,
+        organization_id: uuid.UUID,
+        name: str,
+        email: str | None = None,
+        replacing: str | None = None,
     ) -> str:
         params: dict[str, Any] = {
             "name": name,
@@ -103,8 +120,13 @@ class StripeGateway:
         }
         if email:
             params["email"] = email
-        # Keyed on the org: two concurrent first checkouts get one customer, not two.
-        options: Any = {"idempotency_key": idempotency_key("customer", organization_id)}
+        # Keyed on the org: two concurrent first checkouts get one customer, not two. After
+        # Stripe deleted the org's customer (`replacing`), a new key: under the first one
+        # Stripe would answer with the deleted customer for a day.
+        parts: tuple[object, ...] = ("customer", organization_id)
+        if replacing:
+            parts += ("after", replacing)
+        options: Any = {"idempotency_key": idempotency_key(*parts)}
         customer = await self._call(
             lambda: self._client.v1.customers.create(params=params, options=options)
         )
@@ -181,6 +203,8 @@ class StripeGateway:
         session = await self._call(
             lambda: self._client.v1.checkout.sessions.create(params=params, options=options),
             frozenset({"success_url", "cancel_url"}),
+            # The amount follows from the caller's quantity (a minimum this table lacks).
+            frozenset({"amount_too_small", "amount_too_large"}),
         )
         return CheckoutSession(id=session.id, url=session.url)
 

@@ -399,9 +399,7 @@ async def _invoice_events(
         await outbox.emit(session, EventType.INVOICE_PAYMENT_FAILED, org_id, data)
 
 
-async def apply_customer(
-    session: AsyncSession, snapshot: CustomerSnapshot, observed_at: datetime
-) -> Outcome:
+async def apply_customer(session: AsyncSession, snapshot: CustomerSnapshot) -> Outcome:
     customer_id = snapshot.stripe_customer_id
     if snapshot.deleted:
         org_id = await repository.unlink_customer(session, customer_id)
@@ -409,10 +407,8 @@ async def apply_customer(
             return Outcome("unchanged", f"customer {customer_id} deleted; it was not linked")
         return Outcome("unlinked", f"customer {customer_id} deleted and unlinked", org_id)
     # A customer has no state of ours to stamp; its deletion is the one thing to not undo.
-    if await repository.newer_event_applied(
-        session, customer_id, ("customer.deleted",), observed_at
-    ):
-        return Outcome("stale", f"customer {customer_id}: deleted by a newer event")
+    if await repository.customer_deleted(session, customer_id):
+        return Outcome("stale", f"customer {customer_id}: deleted by Stripe")
     linked = await repository.organization_for_customer(session, customer_id)
     if linked is not None:
         return Outcome("unchanged", f"customer {customer_id} already linked", linked)
@@ -518,7 +514,7 @@ async def _on_invoice(session: AsyncSession, event: EventEnvelope, _: Catalog) -
 
 async def _on_customer(session: AsyncSession, event: EventEnvelope, _: Catalog) -> Outcome:
     snapshot = mappers.customer_snapshot(event.object, deleted=event.type == "customer.deleted")
-    return await apply_customer(session, snapshot, event.created)
+    return await apply_customer(session, snapshot)
 
 
 async def _on_checkout(session: AsyncSession, event: EventEnvelope, catalog: Catalog) -> Outcome:

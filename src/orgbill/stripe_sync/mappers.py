@@ -125,10 +125,14 @@ class EventEnvelope:
 
 
 def timestamp(value: Any) -> datetime | None:
-    """Stripe's unix seconds as aware UTC."""
+    """Stripe's unix seconds as aware UTC; a number no datetime can hold (1e20, NaN) is a
+    malformed object, not an OverflowError."""
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return datetime.fromtimestamp(value, UTC)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise MalformedStripeObject(f"{value!r} is not a time") from exc
 
 
 def ref_id(value: Any) -> str | None:

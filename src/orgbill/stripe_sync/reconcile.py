@@ -28,6 +28,13 @@ from orgbill.stripe_sync.handlers import Outcome
 _QUIET_CHANGES = frozenset({"unchanged", "stale"})
 
 
+def _observed_now() -> datetime:
+    """When a read of Stripe's state is stamped, on Stripe's clock: whole seconds. An event
+    in the same second as the read then ties with it (and the same-second lifecycle rule
+    decides) instead of counting as older than a microsecond stamp and being dropped."""
+    return utcnow().replace(microsecond=0)
+
+
 @dataclass
 class ReconcileReport:
     counts: Counter[str] = field(default_factory=Counter)
@@ -97,15 +104,12 @@ class Reconciler:
 
     async def _reconcile_customer(self, report: ReconcileReport, customer: dict[str, Any]) -> None:
         snapshot = mappers.customer_snapshot(customer)
-        observed_at = utcnow()
-        await self._apply(
-            "customer", report, lambda s: handlers.apply_customer(s, snapshot, observed_at)
-        )
+        await self._apply("customer", report, lambda s: handlers.apply_customer(s, snapshot))
 
     async def _reconcile_objects(self, report: ReconcileReport, customer_id: str | None) -> None:
         # The state read is at least as new as the instant before the read: older events
         # delivered later then change nothing.
-        observed_at: datetime = utcnow()
+        observed_at: datetime = _observed_now()
         subscriptions = await self._gateway.list_subscriptions(customer_id)
         for subscription in subscriptions:
             snapshot = mappers.subscription_snapshot(subscription)
@@ -117,7 +121,7 @@ class Reconciler:
                 return await handlers.apply_subscription(session, snapshot, catalog, observed_at)
 
             await self._apply("subscription", report, apply_subscription)
-        observed_at = utcnow()
+        observed_at = _observed_now()
         invoices = await self._gateway.list_invoices(customer_id)
         for invoice in invoices:
             invoice_snapshot = mappers.invoice_snapshot(invoice)

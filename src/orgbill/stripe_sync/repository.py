@@ -168,18 +168,33 @@ async def list_events(
     return list((await session.scalars(stmt)).all())
 
 
-async def newer_event_applied(
-    session: AsyncSession, object_id: str, types: tuple[str, ...], created: datetime
-) -> bool:
-    stmt = select(
-        exists().where(
-            StripeEvent.object_id == object_id,
-            StripeEvent.type.in_(types),
-            StripeEvent.event_created_at > created,
-            StripeEvent.status == "processed",
-        )
+def _customer_deleted(customer_id: Any) -> Any:
+    """Stripe deleted this customer (a processed `customer.deleted`): a deletion is final,
+    so whatever order events arrive in, that customer is never linked to an org again."""
+    return exists().where(
+        StripeEvent.object_id == customer_id,
+        StripeEvent.type == "customer.deleted",
+        StripeEvent.status == StripeEventStatus.PROCESSED,
     )
-    return bool(await session.scalar(stmt))
+
+
+async def customer_deleted(session: AsyncSession, customer_id: str) -> bool:
+    return bool(await session.scalar(select(_customer_deleted(customer_id))))
+
+
+async def last_deleted_customer(session: AsyncSession, org_id: uuid.UUID) -> str | None:
+    """The customer of this org Stripe deleted last, if any."""
+    stmt = (
+        select(StripeEvent.object_id)
+        .where(
+            StripeEvent.organization_id == org_id,
+            StripeEvent.type == "customer.deleted",
+            StripeEvent.status == StripeEventStatus.PROCESSED,
+        )
+        .order_by(StripeEvent.event_created_at.desc(), StripeEvent.id.desc())
+        .limit(1)
+    )
+    return await session.scalar(stmt)
 
 
 # Organizations and customer links
@@ -216,6 +231,7 @@ def _link_customer_statement() -> Any:
             organization.c.id == bindparam("org_id"),
             organization.c.stripe_customer_id.is_(None),
             ~exists().where(other.c.stripe_customer_id == customer_id),
+            ~_customer_deleted(customer_id),
         )
         .values(stripe_customer_id=customer_id)
     )
@@ -225,8 +241,9 @@ _LINK_CUSTOMER = _link_customer_statement()
 
 
 async def link_customer(session: AsyncSession, org_id: uuid.UUID, customer_id: str) -> bool:
-    """Link an unlinked org to a customer no other org holds. A link, once made, is kept:
-    metadata on a later object never moves a paying customer to another org."""
+    """Link an unlinked org to a customer no other org holds and Stripe has not deleted. A
+    link, once made, is kept: metadata on a later object never moves a paying customer to
+    another org."""
     result = await session.execute(_LINK_CUSTOMER, {"org_id": org_id, "customer_id": customer_id})
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

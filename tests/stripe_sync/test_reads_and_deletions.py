@@ -1,5 +1,6 @@
-"""Review A: Stripe sync defects (ordering against reconciliation, deleted customers,
-signed events that are not events)."""
+"""Stripe sync against its own reads and a deleted customer: a state `stripe sync` read ties with
+an event of the same second, a customer Stripe deleted is never linked again, and a signed
+body whose times no datetime can hold is not an event (400)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 
 from orgbill.stripe_sync.client import StripeGateway
 from orgbill.stripe_sync.reconcile import Reconciler
-from tests.fixtures.factories import API, assert_error, create_org
+from tests.fixtures.factories import API, OrgHandle, assert_error, create_org
 from tests.fixtures.stripe import (
     WEBHOOK_URL,
     FakeStripe,
@@ -28,7 +29,7 @@ def _now() -> int:
     return int(time.time())
 
 
-async def _plan_source(client: httpx.AsyncClient, org) -> str:  # type: ignore[no-untyped-def]
+async def _plan_source(client: httpx.AsyncClient, org: OrgHandle) -> str:
     response = await client.get(f"{API}/organizations/profile/{org.id}", headers=org.key_headers)
     assert response.status_code == 200, response.text
     return response.json()["plan_source"]
@@ -37,11 +38,11 @@ async def _plan_source(client: httpx.AsyncClient, org) -> str:  # type: ignore[n
 async def test_a_cancellation_in_the_same_second_as_a_stripe_sync_read_is_not_lost(
     stripe_client: httpx.AsyncClient, stripe_app: FastAPI, stripe_api: FakeStripe
 ) -> None:
-    """`stripe sync` reads the subscription active and stamps it with a microsecond clock;
-    Stripe then cancels it and stamps the event with whole seconds. The sync saw `active`,
-    so the cancellation happened after the read: it is the newer state and must apply (the
-    same-second rule: canceled is terminal). It is dropped as `stale` instead, and the org
-    keeps its paid plan."""
+    """`stripe sync` reads the subscription active; Stripe then cancels it, stamping the
+    event with the second of the read. The read is stamped on Stripe's clock (whole seconds),
+    so the two tie and the same-second rule applies (canceled is terminal): the cancellation
+    is applied and the org falls to free. (Stamped with microseconds, the read counted as
+    newer and the cancellation was dropped as stale.)"""
     org = await create_org(stripe_client)
     sub_id, customer = new_id("sub"), new_id("cus")
     active = subscription_event(
@@ -86,10 +87,9 @@ async def test_a_cancellation_in_the_same_second_as_a_stripe_sync_read_is_not_lo
 async def test_a_late_checkout_completion_does_not_relink_a_deleted_customer(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    """Stripe deleted the customer (its newest event); the checkout completion of an hour
-    earlier is delivered after it (a retried delivery). The older event must not undo the
-    deletion: the org would be linked to a customer Stripe no longer has, so every later
-    checkout and portal session is refused by Stripe (`No such customer`)."""
+    """Stripe deleted the customer; the checkout completion of an hour earlier is delivered
+    after it (a retried delivery). A deletion is final: the org stays unlinked, or every
+    later checkout and portal session would be refused by Stripe (`No such customer`)."""
     org = await create_org(client)
     customer, now = new_id("cus"), _now()
     linked = customer_event(
@@ -118,7 +118,7 @@ async def test_a_late_subscription_event_does_not_relink_a_deleted_customer(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     """The same through the subscription insert path: a subscription first seen after its
-    customer's deletion links that deleted customer to the org."""
+    customer's deletion does not link that customer to the org."""
     org = await create_org(client)
     customer, now = new_id("cus"), _now()
     deleted = customer_event("customer.deleted", customer=customer, created=now, org_id=org.id)
@@ -138,9 +138,9 @@ async def test_a_late_subscription_event_does_not_relink_a_deleted_customer(
 async def test_a_signed_event_with_an_out_of_range_created_is_400_not_500(
     client: httpx.AsyncClient,
 ) -> None:
-    """A signed body whose `created` is not a usable time is not a Stripe event: 400 like
-    every other malformed event (a `created` of "abc" or a negative year is 400), not an
-    unhandled OverflowError (500, and Stripe would retry it forever)."""
+    """A signed body whose `created` is a number no datetime holds is not a Stripe event:
+    400 like every other malformed event, not an OverflowError's 500 (which Stripe would
+    retry for days)."""
     for created in (10**20, 1e300):
         payload = event(
             "customer.created",
