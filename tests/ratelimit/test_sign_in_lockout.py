@@ -4,6 +4,7 @@ password later still works and clears the count. Time is driven by an injected c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -90,3 +91,30 @@ async def test_ten_failures_lock_the_email_from_any_ip_until_the_window_passes(
 def test_the_lockout_key_is_a_hash_not_the_email() -> None:
     key = email_key("ada@example.com")
     assert "ada" not in key and len(key) == 64
+
+
+async def test_guesses_sent_at_once_get_no_more_verdicts_than_the_lock_allows(
+    settings: Settings, store: Redis | None
+) -> None:
+    """An attempt is counted in the same step as the lock is checked, before its password
+    is: 30 wrong guesses sent together get 10 verdicts (401) and 20 refusals (429), not 30
+    verdicts because each passed the check before any failure was written."""
+    async with running_app(settings) as app:
+        app.state.sign_in_guard = SignInGuard(
+            store, f"orgbill-test-{secrets.token_hex(4)}:", RedisFallback(store is not None)
+        )
+        async with from_ip(app, "10.0.0.1") as http:
+            user = await register_user(http, "brute")
+            responses = await asyncio.gather(
+                *(
+                    http.post(
+                        f"{API}/auth/token",
+                        json={"email": user.email, "password": f"wrong-guess-{n}"},
+                    )
+                    for n in range(3 * MAX_FAILURES)
+                )
+            )
+            statuses = sorted(response.status_code for response in responses)
+            assert statuses == [401] * MAX_FAILURES + [429] * (2 * MAX_FAILURES), statuses
+            right = {"email": user.email, "password": PASSWORD}
+            assert_error(await http.post(f"{API}/auth/token", json=right), 429, "rate_limited")

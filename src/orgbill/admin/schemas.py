@@ -10,6 +10,7 @@ from orgbill.kit.types import FreeJson, Timestamp, text
 from orgbill.plans.catalog import CatalogError, parse_limit
 
 Label = text(min_length=1, max_length=64)
+OrgType = text(min_length=1, max_length=32)  # the column's width
 
 
 class ImpersonateRequest(RequestSchema):
@@ -30,7 +31,7 @@ class AdminOrganizationUpdate(RequestSchema):
     is_suspended: StrictBool | None = None
     kyc_level: Annotated[int, Field(ge=0, le=10, strict=True)] | None = None
     placement_group: Label | None = None
-    org_type: Label | None = None
+    org_type: OrgType | None = None
     region_id: Label | None = None
     rate_limit: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] | None = None
     entitlements: list[Label] | None = None

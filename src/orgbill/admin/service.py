@@ -25,8 +25,12 @@ from orgbill.webhooks_out import outbox
 from orgbill.webhooks_out.events import EventType
 
 
-async def get_live_org(session: AsyncSession, org_id: uuid.UUID) -> Organization:
-    org = await repository.get_organization(session, org_id)
+async def get_live_org(
+    session: AsyncSession, org_id: uuid.UUID, *, lock: bool = False
+) -> Organization:
+    """`lock`: for a change, which holds the org's row until the transaction ends."""
+    find = repository.lock_organization if lock else repository.get_organization
+    org = await find(session, org_id)
     if org is None or org.status == OrganizationStatus.DELETED:
         raise NotFound("Organization not found")
     return org
@@ -66,7 +70,7 @@ async def update_organization(
 ) -> org_schemas.Organization:
     """Applies the change and emits its events: organization.suspended / reactivated for a
     status change, organization.updated for any other, plan_changed if the plan moved."""
-    org = await get_live_org(session, org_id)
+    org = await get_live_org(session, org_id, lock=True)
     before = await _plan_now(session, org, store)
     requested = data.model_dump(exclude_unset=True)
     if "status" in requested and "is_suspended" in requested:
@@ -147,7 +151,7 @@ async def put_contract(
     data: schemas.EnterpriseContractPut,
     store: CatalogStore,
 ) -> EnterpriseContract:
-    org = await get_live_org(session, org_id)
+    org = await get_live_org(session, org_id, lock=True)
     if data.plan_code not in store.catalog.plans:
         raise BadRequest(f"Unknown plan '{data.plan_code}'")
     contract = await repository.get_contract(session, org_id)
@@ -182,7 +186,7 @@ async def put_contract(
 async def delete_contract(
     session: AsyncSession, admin: UserPrincipal, org_id: uuid.UUID, store: CatalogStore
 ) -> None:
-    org = await get_live_org(session, org_id)
+    org = await get_live_org(session, org_id, lock=True)
     contract = await repository.get_contract(session, org_id)
     if contract is None:
         raise NotFound("This organization has no enterprise contract")

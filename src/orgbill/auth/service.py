@@ -44,9 +44,10 @@ async def create_user(
 async def authenticate(
     session: AsyncSession, email: str, password: str, guard: SignInGuard
 ) -> User:
-    """Too many failures for one email lock it (from any IP) until the oldest ages out."""
+    """Too many failures for one email lock it (from any IP) until the oldest ages out. The
+    attempt counts as a failure from before the password is checked until it succeeds."""
     email = normalize_email(email)
-    retry_after = await guard.retry_after(email)
+    retry_after = await guard.claim_attempt(email)
     if retry_after is not None:
         raise RateLimited(
             "Too many failed sign-ins for this email; try again later",
@@ -54,7 +55,6 @@ async def authenticate(
         )
     user = await repository.get_user_by_email(session, email)
     if not await verify_password(password, user.password_hash if user else None) or user is None:
-        await guard.record_failure(email)
         raise Unauthorized("Invalid email or password")
     await guard.clear(email)
     return user

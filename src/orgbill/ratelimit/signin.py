@@ -1,8 +1,9 @@
 """Failed sign-ins per email (contract: 10 within 15 minutes lock `POST /auth/token` for that
 email, from any IP, until the window passes; a correct password later clears the count).
 
-A sliding window of failure times per email, keyed by a hash of the email (no addresses in
-Redis), shared through Redis when configured and in-process otherwise or while it is down."""
+A sliding window of attempt times per email (an attempt counts as a failure until it
+succeeds), keyed by a hash of the email (no addresses in Redis), shared through Redis when
+configured and in-process otherwise or while it is down."""
 
 from __future__ import annotations
 
@@ -21,17 +22,21 @@ T = TypeVar("T")
 MAX_FAILURES = 10
 WINDOW_SECONDS = 15 * 60
 
-# KEYS[1] failures (sorted set of failure times); ARGV[1] now; ARGV[2] window; ARGV[3] max.
-# Returns the time of the failure whose ageing out unlocks the email, or nothing.
-_LOCKED_UNTIL_SCRIPT = """
+# KEYS[1] attempts (sorted set of times); ARGV[1] now; ARGV[2] window; ARGV[3] max; ARGV[4]
+# this attempt's member. Checks and counts in one step: when the window already holds `max`,
+# returns the time whose ageing out unlocks the email; else adds this attempt.
+_CLAIM_ATTEMPT_SCRIPT = """
 local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local max = tonumber(ARGV[3])
-if redis.call('ZCARD', KEYS[1]) < max then
-  return false
+if redis.call('ZCARD', KEYS[1]) >= max then
+  local oldest = redis.call('ZRANGE', KEYS[1], -max, -max, 'WITHSCORES')
+  return oldest[2]
 end
-local oldest = redis.call('ZRANGE', KEYS[1], -max, -max, 'WITHSCORES')
-return oldest[2]
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('EXPIRE', KEYS[1], window)
+return false
 """
 
 
@@ -52,39 +57,27 @@ class SignInGuard:
         self._fallback = fallback
         self._clock = clock
         self._local: dict[str, list[float]] = {}
-        self._script = client.register_script(_LOCKED_UNTIL_SCRIPT) if client else None
+        self._script = client.register_script(_CLAIM_ATTEMPT_SCRIPT) if client else None
 
-    async def retry_after(self, email: str) -> int | None:
-        """Whole seconds until `email` may try again; None when it may now."""
+    async def claim_attempt(self, email: str) -> int | None:
+        """Counts a sign-in attempt for `email` as a failure until `clear` says it succeeded,
+        in the same step as checking the lock (so a burst of guesses sent at once gets no
+        more verdicts than the lock allows). Whole seconds until `email` may try again, or
+        None when this attempt may go ahead."""
         key, now = email_key(email), self._clock()
 
         async def shared() -> float | None:
             assert self._script is not None
+            member = f"{now}:{secrets.token_hex(4)}"
             found = await self._script(
-                keys=[self._prefix + key], args=[now, WINDOW_SECONDS, MAX_FAILURES]
+                keys=[self._prefix + key], args=[now, WINDOW_SECONDS, MAX_FAILURES, member]
             )
             return None if found is None else float(found)
 
-        oldest = await self._run(shared, lambda: self._local_locked_since(key, now))
+        oldest = await self._run(shared, lambda: self._claim_local(key, now))
         if oldest is None:
             return None
         return max(1, math.ceil(oldest + WINDOW_SECONDS - now))
-
-    async def record_failure(self, email: str) -> None:
-        key, now = email_key(email), self._clock()
-
-        async def shared() -> None:
-            assert self._client is not None
-            member = f"{now}:{secrets.token_hex(4)}"
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.zadd(self._prefix + key, {member: now})
-                pipe.expire(self._prefix + key, WINDOW_SECONDS)
-                await pipe.execute()
-
-        def local() -> None:
-            self._local.setdefault(key, []).append(now)
-
-        await self._run(shared, local)
 
     async def clear(self, email: str) -> None:
         key = email_key(email)
@@ -103,10 +96,10 @@ class SignInGuard:
             return local()
         return await self._fallback.run(shared, local)
 
-    def _local_locked_since(self, key: str, now: float) -> float | None:
-        failures = [t for t in self._local.get(key, ()) if t > now - WINDOW_SECONDS]
-        if failures:
-            self._local[key] = failures
-        else:
-            self._local.pop(key, None)
-        return failures[-MAX_FAILURES] if len(failures) >= MAX_FAILURES else None
+    def _claim_local(self, key: str, now: float) -> float | None:
+        attempts = [t for t in self._local.get(key, ()) if t > now - WINDOW_SECONDS]
+        if len(attempts) >= MAX_FAILURES:
+            self._local[key] = attempts
+            return attempts[-MAX_FAILURES]
+        self._local[key] = [*attempts, now]
+        return None
