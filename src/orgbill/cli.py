@@ -198,7 +198,13 @@ async def dispatch_webhooks(settings: Settings, *, once: bool = False) -> None:
 # orgbill decides the client address itself from ORGBILL_TRUSTED_PROXIES (kit/client_ip.py):
 # uvicorn must not rewrite it first from forwarded headers (by default it believes them from
 # 127.0.0.1, so any local client could pick its address, and with it a fresh rate bucket).
-UVICORN_OPTIONS = {"proxy_headers": False, "forwarded_allow_ips": "", "access_log": False}
+# `http`: uvicorn's httptools protocol with a bound on a request's head (kit/http_head.py).
+UVICORN_OPTIONS = {
+    "proxy_headers": False,
+    "forwarded_allow_ips": "",
+    "access_log": False,
+    "http": "orgbill.kit.http_head:BoundedHeadProtocol",
+}
 
 
 def run_migrations(settings: Settings) -> str:

@@ -36,7 +36,7 @@ from orgbill.middleware.ratelimit import (
 from orgbill.middleware.request_id import RequestIdMiddleware
 from orgbill.openapi import install_openapi, operation_id
 from orgbill.operations.readiness import check_readiness
-from orgbill.operations.router import mount_operations
+from orgbill.operations.router import DOCS_ASSETS_PATH, mount_operations
 from orgbill.organizations.router import router as organizations_router
 from orgbill.plans.catalog import load_catalog
 from orgbill.plans.router import router as plans_router
@@ -56,7 +56,8 @@ _READY_CACHE_SECONDS = 1.0
 OPERATIONAL_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
 )
-OPERATIONAL_PREFIXES = ("/docs/", "/redoc/")
+# Only the docs' own assets: any other path under /docs or /redoc is charged like any other.
+OPERATIONAL_PREFIXES = (f"{DOCS_ASSETS_PATH}/",)
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -141,8 +142,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lambda: check_readiness(app.state.database, app.state.schema_head), _READY_CACHE_SECONDS
     )
 
-    # Added last is outermost: request id wraps the body-size guard, which wraps the access
-    # log, which wraps the caller and rate limit step, which wraps HEAD-as-GET and the app.
+    # Added last is outermost: request id wraps the access log, which wraps the body-size
+    # guard, which wraps the caller and rate limit step, which wraps HEAD-as-GET and the app.
+    # The access log sits outside the guard (ARCHITECTURE.md lists it inside) so that it
+    # records the 413s the guard answers, not what the app made of the aborted body read.
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(
         CallerMiddleware,
@@ -157,12 +160,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             admin_prefix=f"{API_PREFIX}/admin/",
         ),
     )
-    app.add_middleware(AccessLogMiddleware, log_probes=settings.access_log_probes)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         ip_charge=ClientIpCharge(settings, rate_limiter),
     )
+    app.add_middleware(AccessLogMiddleware, log_probes=settings.access_log_probes)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -52,3 +52,11 @@ def test_rate_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORGBILL_PUBLIC_RATE_LIMIT", "0")
     with pytest.raises(ValidationError, match="public_rate_limit"):
         Settings()
+
+
+def test_a_trusted_proxy_seen_as_an_ipv4_mapped_ipv6_peer_is_trusted() -> None:
+    """Behind `--host ::` (dual stack) an IPv4 proxy's peer address is `::ffff:10.0.0.5`: it
+    is read as 10.0.0.5, so ORGBILL_TRUSTED_PROXIES=10.0.0.0/8 trusts it (as an IPv6 address
+    it is in no IPv4 network, and every client would be the proxy: one bucket for all)."""
+    proxies = [ip_network("10.0.0.0/8")]
+    assert client_address("::ffff:10.0.0.5", ["203.0.113.7"], proxies) == "203.0.113.7"

@@ -118,3 +118,18 @@ async def test_guesses_sent_at_once_get_no_more_verdicts_than_the_lock_allows(
             assert statuses == [401] * MAX_FAILURES + [429] * (2 * MAX_FAILURES), statuses
             right = {"email": user.email, "password": PASSWORD}
             assert_error(await http.post(f"{API}/auth/token", json=right), 429, "rate_limited")
+
+
+async def test_failed_sign_in_memory_for_emails_never_seen_again_is_released() -> None:
+    """The in-process sign-in guard (no Redis, or Redis down) forgets an email once all its
+    attempts left the window, whether or not that email is tried again: attempts for
+    attacker-chosen addresses must not grow the process's memory without bound."""
+    clock = [1_000_000.0]
+    guard = SignInGuard(None, "test:", RedisFallback(False), clock=lambda: clock[0])
+    for i in range(5000):
+        assert await guard.claim_attempt(f"old-{i}@spray.example") is None
+    clock[0] += WINDOW_SECONDS * 4  # an hour later: every one of those has aged out
+    for i in range(5000):
+        assert await guard.claim_attempt(f"new-{i}@spray.example") is None
+    remembered = len(guard._local)
+    assert remembered == 5000, f"{remembered} emails remembered; 5000 had long aged out"

@@ -11,10 +11,15 @@ Network = IPv4Network | IPv6Network
 
 
 def _parse(value: str) -> IPv4Address | IPv6Address | None:
+    """The address; an IPv4-mapped IPv6 one (`::ffff:10.0.0.5`, an IPv4 peer on a dual-stack
+    listener) as the IPv4 address it carries, so IPv4 proxy networks match it."""
     try:
-        return ip_address(value.strip())
+        address = ip_address(value.strip())
     except ValueError:
         return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _trusted(address: IPv4Address | IPv6Address, proxies: Sequence[Network]) -> bool:

@@ -19,6 +19,9 @@ class RequestContext:
     organization_id: str | None = None
     # The client's address once resolved (trusted proxies); the TCP peer until then.
     client_ip: str | None = None
+    # The documented route the caller step matched before routing: the route's label for a
+    # request refused before the router ran (a chunked body past the limit, say).
+    route_template: str | None = None
 
 
 def current_request_id() -> str | None:

@@ -23,6 +23,9 @@ def route_template(scope: Scope) -> str:
     """The matched route's path template, e.g. `/api/v1/organizations/{org_id}`."""
     route = scope.get("route")
     if route is None:
+        context = request_context(scope)
+        if context is not None and context.route_template is not None:
+            return context.route_template  # refused before the router ran
         # FastAPI records the matched route for its own routes only, not for mounts (the
         # docs' assets): find the mount the path is under.
         route = _mount_for(scope)

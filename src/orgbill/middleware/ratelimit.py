@@ -36,6 +36,7 @@ from orgbill.auth.principal import Caller, UserPrincipal
 from orgbill.config import Settings
 from orgbill.errors import error_response
 from orgbill.kit.client_ip import client_address
+from orgbill.kit.context import request_context
 from orgbill.kit.routing import RouteMarks, close_session, decide_writes, get_session
 from orgbill.plans.store import CatalogStore
 from orgbill.ratelimit.buckets import Bucket, RateDecision
@@ -122,6 +123,12 @@ class RouteTable:
                 for parameter in operation.get("parameters", [])
             )
         )
+
+
+def _note_route(scope: Scope, template: str) -> None:
+    context = request_context(scope)
+    if context is not None:
+        context.route_template = template
 
 
 class ClientIpCharge:
@@ -219,6 +226,7 @@ class CallerMiddleware:
             return None, receive
         if path == self.paths.stripe_webhook and request.method == "POST":
             # Matched directly (not through the route table): Stripe sends these in bulk.
+            _note_route(request.scope, path)
             body, receive = await _read_body(receive)
             if self._signature_verifies(request, body):
                 # The route applies these bytes without verifying them a second time.
@@ -228,6 +236,7 @@ class CallerMiddleware:
         route_path, path_params = self.routes.match(request.method, path)
         if route_path is None:
             return self._ip_bucket(caller), receive  # unknown route or wrong method
+        _note_route(request.scope, route_path)
         if not has_credentials(request):
             return self._ip_bucket(caller), receive
         marks = self.routes.marks(request.method, route_path)

@@ -21,6 +21,7 @@ from orgbill.ratelimit.limiter import RedisFallback
 T = TypeVar("T")
 MAX_FAILURES = 10
 WINDOW_SECONDS = 15 * 60
+_SWEEP_SECONDS = 60
 
 # KEYS[1] attempts (sorted set of times); ARGV[1] now; ARGV[2] window; ARGV[3] max; ARGV[4]
 # this attempt's member. Checks and counts in one step: when the window already holds `max`,
@@ -57,6 +58,7 @@ class SignInGuard:
         self._fallback = fallback
         self._clock = clock
         self._local: dict[str, list[float]] = {}
+        self._next_sweep = 0.0
         self._script = client.register_script(_CLAIM_ATTEMPT_SCRIPT) if client else None
 
     async def claim_attempt(self, email: str) -> int | None:
@@ -97,9 +99,19 @@ class SignInGuard:
         return await self._fallback.run(shared, local)
 
     def _claim_local(self, key: str, now: float) -> float | None:
+        if now >= self._next_sweep:
+            self._sweep_local(now)
         attempts = [t for t in self._local.get(key, ()) if t > now - WINDOW_SECONDS]
         if len(attempts) >= MAX_FAILURES:
             self._local[key] = attempts
             return attempts[-MAX_FAILURES]
         self._local[key] = [*attempts, now]
         return None
+
+    def _sweep_local(self, now: float) -> None:
+        """Forgets emails whose every attempt left the window (at most once a minute): the
+        emails tried are the attacker's to choose, so none may be kept past its window."""
+        horizon = now - WINDOW_SECONDS
+        for key in [key for key, attempts in self._local.items() if attempts[-1] <= horizon]:
+            del self._local[key]
+        self._next_sweep = now + _SWEEP_SECONDS
