@@ -248,12 +248,16 @@ class Dispatcher:
 
     async def _send(self, delivery: ClaimedDelivery) -> None:
         try:
-            status_code, error, latency_ms = await self._post(delivery)
+            try:
+                status_code, error, latency_ms = await self._post(delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Not even a request sent (preparing it failed): still an attempt, or the
+                # delivery is leased again and again, never `failed`, holding its queue.
+                logger.exception("webhook delivery failed", extra={"delivery": str(delivery.id)})
+                status_code, error, latency_ms = None, _error_text(exc), 0
             self._attempts.append(self._attempt(delivery, status_code, error, latency_ms))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("webhook delivery failed", extra={"delivery": str(delivery.id)})
         finally:
             self._per_endpoint[delivery.endpoint_id] -= 1
             if self._per_endpoint[delivery.endpoint_id] <= 0:
@@ -273,7 +277,16 @@ class Dispatcher:
         except TimeoutError:
             return None, "Timed out", _ms_since(started)
         except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_LIMIT], _ms_since(started)
+            return None, _error_text(exc), _ms_since(started)
+        except Exception as exc:
+            # httpx raises more than its own errors while building a request (idna's
+            # ValueError for a host it cannot encode, from a URL stored before the validator
+            # refused it): a failed attempt like any other, so the delivery ends `failed`.
+            logger.warning(
+                "webhook request could not be sent",
+                extra={"delivery": str(delivery.id), "error": type(exc).__name__},
+            )
+            return None, _error_text(exc), _ms_since(started)
         latency = _ms_since(started)
         if 200 <= response.status_code < 300:
             return response.status_code, None, latency
@@ -361,6 +374,10 @@ def _describe(window: timedelta) -> str:
         days = int(seconds // 86400)
         return f"{days} day{'s' if days != 1 else ''}"
     return f"{seconds:g} seconds"
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_LIMIT]
 
 
 def _ms_since(started: float) -> int:
