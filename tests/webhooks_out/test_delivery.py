@@ -1,10 +1,11 @@
 """Delivery to a real receiver: signed per Standard Webhooks, filtered, in order, retried with
-the same webhook-id, retried by hand, never slowing requests, nothing for a rollback; a URL
-that cannot be sent to fails like any other."""
+the same webhook-id for a retry window of each delivery's own, retried by hand, never slowing
+requests, nothing for a rollback; a URL that cannot be sent to fails like any other."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -158,6 +159,53 @@ async def test_a_delivery_fails_after_the_retry_window_and_a_manual_retry_resend
     assert len(received) == attempts_before + 1
     assert received[-1].webhook_id == received[0].webhook_id == failed["webhook_id"]
     assert delivered["attempts"] == failed["attempts"] + 1
+
+
+async def test_a_manual_retry_that_fails_again_gets_a_fresh_retry_window(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    admin, org, endpoint, path = await org_with_endpoint(client, settings, receiver)
+    receiver.always_fail(path, 500)
+    await client.patch(
+        f"{API}/organizations/{org.id}", json={"name": "Twice doomed"}, headers=org.owner.headers
+    )
+    failed = await _wait_for_status(client, admin, endpoint["id"], "failed")
+    retried = await client.post(
+        f"{API}/admin/webhook-deliveries/{failed['id']}/retry", headers=admin.headers
+    )
+    assert retried.status_code == 200, retried.text
+    again = await _wait_for_status(client, admin, endpoint["id"], "failed")
+    assert again["attempts"] >= failed["attempts"] + 2, (failed, again)  # type: ignore[operator]
+
+
+async def test_a_delivery_queued_behind_a_failing_one_is_retried_for_its_own_window(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    # CONTRACT "Events to your product": a non-2xx is retried for at least 24 hours (here
+    # the fast dispatcher's 2 s). The second update waits, in order, while the first is
+    # retried for its whole window; its own window starts at its own first attempt.
+    admin, org, endpoint, path = await org_with_endpoint(
+        client, settings, receiver, ["organization.updated"]
+    )
+    receiver.always_fail(path, 503)
+    for name in ("First", "Second"):
+        response = await client.patch(
+            f"{API}/organizations/{org.id}", json={"name": name}, headers=org.owner.headers
+        )
+        assert response.status_code == 200
+    log = (await _settled(client, admin, endpoint["id"], count=2, timeout=20))["data"]
+    second, first = log  # newest first
+    assert first["status"] == second["status"] == "failed", log
+    assert first["attempts"] >= 2, first  # type: ignore[operator]
+    assert second["attempts"] >= 2, f"failed after {second['attempts']} attempt(s): {second}"
+    window = settings.webhook_retry_window_seconds
+    tries = {
+        name: [r.at for r in receiver.at(path) if json.loads(r.body)["data"]["name"] == name]
+        for name in ("First", "Second")
+    }
+    assert tries["First"][-1] < tries["Second"][0]  # in order
+    # Jitter and latency aside, each was retried for (about) a whole window of its own.
+    assert tries["Second"][-1] - tries["Second"][0] >= window * 0.75, tries
 
 
 async def test_a_stored_url_that_cannot_be_sent_to_is_a_failed_attempt_not_a_stuck_queue(

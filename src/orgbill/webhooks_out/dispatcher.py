@@ -299,7 +299,9 @@ class Dispatcher:
         error: str | None,
         latency_ms: int,
     ) -> _Attempt:
-        """What an attempt changes, decided when it ends (its retry delay counts from then)."""
+        """What an attempt changes, decided when it ends (its retry delay counts from then).
+        The retry window counts from the delivery's own first attempt, so time spent waiting
+        behind earlier deliveries of its queue does not use it up."""
         now = utcnow()
         settings = self._settings
         values: dict[str, object] = {
@@ -308,10 +310,14 @@ class Dispatcher:
             "last_latency_ms": latency_ms,
             "last_error": error,
         }
+        window_started = delivery.retry_window_started_at
+        if window_started is None:
+            window_started = now
+            values["retry_window_started_at"] = now
         if error is None:
             outcome = WebhookDeliveryStatus.DELIVERED.value
             values.update(status=outcome, delivered_at=now)
-        elif now - delivery.queued_at >= timedelta(seconds=settings.webhook_retry_window_seconds):
+        elif now - window_started >= timedelta(seconds=settings.webhook_retry_window_seconds):
             outcome = WebhookDeliveryStatus.FAILED.value
             values.update(status=outcome)
         else:
