@@ -63,6 +63,8 @@ async def test_an_organization_website_that_names_two_origins_is_422(
         "http://[::1]:8080/a",
         "https://user:pw@h.example/",
         "https://h.example:443/",
+        # Link-local is refused only where orgbill's server calls the URL (webhook endpoints).
+        "http://169.254.169.254/",
     ],
 )
 async def test_unambiguous_urls_are_kept_exactly_as_sent(

@@ -1,16 +1,22 @@
 """Delivery to a real receiver: signed per Standard Webhooks, filtered, in order, retried with
-the same webhook-id, retried by hand, never slowing requests, nothing for a rollback."""
+the same webhook-id for a retry window of each delivery's own, retried by hand, never slowing
+requests, nothing for a rollback; a URL that cannot be sent to fails like any other."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from orgbill.config import Settings
+from orgbill.models import WebhookEndpoint
 from tests.fixtures.factories import API, create_api_key, create_org, create_superadmin_user
 from tests.fixtures.webhook_receiver import Receiver
 from tests.webhooks_out.helpers import (
@@ -153,6 +159,87 @@ async def test_a_delivery_fails_after_the_retry_window_and_a_manual_retry_resend
     assert len(received) == attempts_before + 1
     assert received[-1].webhook_id == received[0].webhook_id == failed["webhook_id"]
     assert delivered["attempts"] == failed["attempts"] + 1
+
+
+async def test_a_manual_retry_that_fails_again_gets_a_fresh_retry_window(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    admin, org, endpoint, path = await org_with_endpoint(client, settings, receiver)
+    receiver.always_fail(path, 500)
+    await client.patch(
+        f"{API}/organizations/{org.id}", json={"name": "Twice doomed"}, headers=org.owner.headers
+    )
+    failed = await _wait_for_status(client, admin, endpoint["id"], "failed")
+    retried = await client.post(
+        f"{API}/admin/webhook-deliveries/{failed['id']}/retry", headers=admin.headers
+    )
+    assert retried.status_code == 200, retried.text
+    again = await _wait_for_status(client, admin, endpoint["id"], "failed")
+    assert again["attempts"] >= failed["attempts"] + 2, (failed, again)  # type: ignore[operator]
+
+
+async def test_a_delivery_queued_behind_a_failing_one_is_retried_for_its_own_window(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    # CONTRACT "Events to your product": a non-2xx is retried for at least 24 hours (here
+    # the fast dispatcher's 2 s). The second update waits, in order, while the first is
+    # retried for its whole window; its own window starts at its own first attempt.
+    admin, org, endpoint, path = await org_with_endpoint(
+        client, settings, receiver, ["organization.updated"]
+    )
+    receiver.always_fail(path, 503)
+    for name in ("First", "Second"):
+        response = await client.patch(
+            f"{API}/organizations/{org.id}", json={"name": name}, headers=org.owner.headers
+        )
+        assert response.status_code == 200
+    log = (await _settled(client, admin, endpoint["id"], count=2, timeout=20))["data"]
+    second, first = log  # newest first
+    assert first["status"] == second["status"] == "failed", log
+    assert first["attempts"] >= 2, first  # type: ignore[operator]
+    assert second["attempts"] >= 2, f"failed after {second['attempts']} attempt(s): {second}"
+    window = settings.webhook_retry_window_seconds
+    tries = {
+        name: [r.at for r in receiver.at(path) if json.loads(r.body)["data"]["name"] == name]
+        for name in ("First", "Second")
+    }
+    assert tries["First"][-1] < tries["Second"][0]  # in order
+    # Jitter and latency aside, each was retried for (about) a whole window of its own.
+    assert tries["Second"][-1] - tries["Second"][0] >= window * 0.75, tries
+
+
+async def test_a_stored_url_that_cannot_be_sent_to_is_a_failed_attempt_not_a_stuck_queue(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver, app: FastAPI
+) -> None:
+    # A URL the validator now refuses (httpx raises idna's ValueError, not an httpx error,
+    # building the request) may already be stored. Each attempt must still be recorded with
+    # its error, the delivery end `failed` and its queue move on; never re-leased forever.
+    admin, org, endpoint, _ = await org_with_endpoint(
+        client, settings, receiver, ["organization.updated"]
+    )
+    async with app.state.database.session(writes=True) as session:
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == uuid.UUID(endpoint["id"]))
+            .values(url="http://xn--ls8h.la/hook")
+        )
+        await session.commit()
+    try:
+        for name in ("Emoji host", "Still queued"):
+            response = await client.patch(
+                f"{API}/organizations/{org.id}", json={"name": name}, headers=org.owner.headers
+            )
+            assert response.status_code == 200
+        log = (await _settled(client, admin, endpoint["id"], count=2, timeout=20))["data"]
+        for delivery in log:
+            assert delivery["status"] == "failed", delivery
+            assert delivery["attempts"] >= 2, delivery  # type: ignore[operator]
+            assert delivery["last_status_code"] is None
+            assert "InvalidCodepoint" in str(delivery["last_error"]), delivery
+    finally:  # a stuck delivery would otherwise be re-leased for the rest of the session
+        await client.delete(
+            f"{API}/admin/webhook-endpoints/{endpoint['id']}", headers=admin.headers
+        )
 
 
 async def test_the_delivery_log_pages_with_the_signed_cursor(
@@ -313,12 +400,18 @@ async def _wait_for_status(
         await asyncio.sleep(0.05)
 
 
-async def _settled(client: httpx.AsyncClient, admin: object, endpoint_id: str) -> dict[str, object]:
-    """The delivery log once nothing in it is pending any more."""
-    deadline = time.monotonic() + 10
+async def _settled(
+    client: httpx.AsyncClient,
+    admin: object,
+    endpoint_id: str,
+    count: int = 0,
+    timeout: float = 10,
+) -> dict[str, Any]:
+    """The delivery log once it holds at least `count` deliveries and none is pending."""
+    deadline = time.monotonic() + timeout
     while True:
         log = await deliveries(client, admin, endpoint_id)  # type: ignore[arg-type]
-        if all(d["status"] != "pending" for d in log["data"]):
+        if len(log["data"]) >= count and all(d["status"] != "pending" for d in log["data"]):
             return log
         assert time.monotonic() < deadline, log
         await asyncio.sleep(0.05)

@@ -92,6 +92,50 @@ async def test_invalid_endpoint_is_422(
     assert_error(response, 422, "validation_error")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # every major cloud's metadata service
+        "http://169.254.0.1:8080/hook",
+        "http://[fe80::1]/hook",
+        "http://[febf:ffff::1]/hook",  # the top of fe80::/10
+        "http://[::ffff:a9fe:a9fe]/hook",  # 169.254.169.254, IPv4-mapped
+    ],
+)
+async def test_an_endpoint_aimed_at_a_link_local_address_is_422(
+    client: httpx.AsyncClient, settings: Settings, url: str
+) -> None:
+    # SSRF: the dispatcher POSTs from inside the deployment and the delivery log shows each
+    # attempt's status and error, so a link-local URL would let an admin probe the host's
+    # cloud metadata service. Refused on create and on update.
+    admin = await create_superadmin_user(client, settings)
+    created = await client.post(
+        f"{API}/admin/webhook-endpoints", json={"url": url, "events": ["*"]}, headers=admin.headers
+    )
+    assert_error(created, 422, "validation_error")
+    endpoint = await create_endpoint(client, admin, "http://127.0.0.1:9/hook")  # loopback: fine
+    patched = await client.patch(
+        f"{API}/admin/webhook-endpoints/{endpoint['id']}", json={"url": url}, headers=admin.headers
+    )
+    assert_error(patched, 422, "validation_error")
+    await client.delete(f"{API}/admin/webhook-endpoints/{endpoint['id']}", headers=admin.headers)
+
+
+async def test_an_endpoint_url_no_request_can_be_built_for_is_422(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # httpx.URL() takes `xn--ls8h.la` (an IDNA 2003-only label), but building the request
+    # fails on it: such an endpoint could never be delivered to.
+    admin = await create_superadmin_user(client, settings)
+    url = "http://xn--ls8h.la/hook"
+    with pytest.raises(ValueError):
+        httpx.Request("POST", url)
+    created = await client.post(
+        f"{API}/admin/webhook-endpoints", json={"url": url, "events": ["*"]}, headers=admin.headers
+    )
+    assert_error(created, 422, "validation_error")
+
+
 async def test_endpoint_for_an_unknown_organization_is_400(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:

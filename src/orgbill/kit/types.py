@@ -13,10 +13,13 @@ instead of reaching a database driver or a serialiser that fails on it (a 5xx).
 - `Timestamp`: timezone-aware, years 1970-9999 once converted to UTC (returned in UTC).
 - `Int64`: a strict integer that fits a signed 64-bit column.
 - `HttpUrlText` / `http_url(...)`: a validated http(s) URL, kept exactly as sent (no trailing slash added).
+- `OutboundHttpUrlText`: an `HttpUrlText` orgbill's own server will call (webhook endpoints),
+  which may not name a link-local address.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 from datetime import UTC, datetime
@@ -204,6 +207,13 @@ def check_http_url(value: str) -> str:
     checked_origin = (checked.scheme, (checked.host or "").strip("[]"), checked.port)
     if not sent.raw_host or sent_origin != checked_origin:
         raise ValueError(ambiguous)
+    try:
+        # httpx.URL() keeps an ACE host as given, but building a request decodes it: a label
+        # valid only under IDNA 2003 (`xn--ls8h.la`) fails there with idna's ValueError, and
+        # a URL no request can be built for would never be delivered.
+        httpx.Request("POST", sent)
+    except (httpx.InvalidURL, ValueError):
+        raise ValueError("not a valid http(s) URL: its host cannot be encoded") from None
     return value
 
 
@@ -219,3 +229,25 @@ def http_url(max_length: int = MAX_URL_LENGTH) -> Any:
 
 
 HttpUrlText = http_url()
+
+
+def check_outbound_host(value: str) -> str:
+    """Refuses a link-local IP literal (IPv4 169.254.0.0/16, IPv6 fe80::/10, either written
+    IPv4-mapped) in a URL orgbill's server itself calls: 169.254.169.254 is every major
+    cloud's instance metadata service, never a legitimate receiver. Loopback and private
+    ranges stay allowed (local receivers, a receiver inside the same network). A host name
+    is not resolved here: one resolving to link-local is not caught (README, "URLs")."""
+    host = httpx.URL(value).raw_host.decode("ascii")  # check_http_url accepted it already
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return value  # a name, not an IP literal
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_link_local:
+        raise ValueError("URL must not name a link-local address (169.254.0.0/16, fe80::/10)")
+    return value
+
+
+# After `check_http_url` (the annotations of HttpUrlText run first).
+OutboundHttpUrlText = Annotated[HttpUrlText, AfterValidator(check_outbound_host)]

@@ -43,8 +43,12 @@ class WebhookDelivery(IdMixin, Base):
     next_attempt_at: Mapped[datetime] = mapped_column()
     # A dispatcher holds the delivery until then while it sends: no other instance takes it.
     locked_until: Mapped[datetime | None] = mapped_column()
-    # Retries run for the retry window from here (creation, or a manual retry).
+    # When it was queued: created, or retried by hand.
     queued_at: Mapped[datetime] = mapped_column()
+    # Its first attempt since it was queued; retries run for the retry window from here.
+    # Not from `queued_at`: a delivery may wait behind an earlier one of its queue for that
+    # one's whole window, and would otherwise be `failed` after a single attempt.
+    retry_window_started_at: Mapped[datetime | None] = mapped_column()
     last_attempt_at: Mapped[datetime | None] = mapped_column()
     last_status_code: Mapped[int | None] = mapped_column()
     last_latency_ms: Mapped[int | None] = mapped_column()

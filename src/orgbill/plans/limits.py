@@ -116,3 +116,19 @@ class Limits(Mapping[str, Limit]):
 
     def to_document(self) -> dict[str, Any]:
         return {name: limit.to_document() for name, limit in self._items.items()}
+
+
+# The shares of a count limit the contract reports: a usage warning at 80%, critical at 100%;
+# `GET /usage` warnings and `usage.threshold_crossed` events both decide with `reaches_share`.
+WARNING_PERCENT = 80
+CRITICAL_PERCENT = 100
+USAGE_THRESHOLDS = (WARNING_PERCENT, CRITICAL_PERCENT)
+
+
+def reaches_share(used: int, limit: int, percent: int) -> bool:
+    """Whether `used` is at least `percent`% of `limit`, compared exactly in integers: a
+    rounded percentage would call 9,999 of 10,000 "100%". Against a zero limit any use
+    reaches every share, and none reaches none."""
+    if limit <= 0:
+        return used > 0
+    return used * 100 >= limit * percent

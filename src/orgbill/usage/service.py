@@ -25,6 +25,7 @@ from orgbill.entitlements.resolver import EffectivePlan
 from orgbill.errors import BadRequest, Conflict, QuotaExceeded, ValidationFailed
 from orgbill.kit.time import as_utc, isoformat_z
 from orgbill.plans.catalog import Catalog, Meter
+from orgbill.plans.limits import CRITICAL_PERCENT, WARNING_PERCENT, reaches_share
 from orgbill.plans.store import CatalogStore
 from orgbill.reservations import repository as reservations
 from orgbill.usage import repository, schemas
@@ -32,8 +33,6 @@ from orgbill.webhooks_out import outbox
 
 # Clients' clocks drift; more than this ahead of ours is a bug, not drift.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-WARNING_PERCENT = 80.0
-CRITICAL_PERCENT = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,24 +66,22 @@ def meter_limit(plan: EffectivePlan, meter: Meter) -> int | None:
 
 
 def percentage(current: int, limit: int | None) -> float | None:
+    """For display only (rounded): which warning applies is decided exactly (`_warning`)."""
     if limit is None:
         return None
     if limit == 0:
-        return 0.0 if current == 0 else CRITICAL_PERCENT
+        return 0.0 if current == 0 else float(CRITICAL_PERCENT)
     return round(current * 100 / limit, 1)
 
 
 def _warning(
     meter: Meter, current: int | None, limit: int | None, period: Period
 ) -> schemas.UsageWarning | None:
-    if current is None:
-        return None
-    share = percentage(current, limit)
-    if share is None or share < WARNING_PERCENT:
+    if current is None or limit is None or not reaches_share(current, limit, WARNING_PERCENT):
         return None
     used = f"{current}/{limit} {meter.name}"
     this_period = " this period" if meter.kind == "counter" else ""
-    if share < CRITICAL_PERCENT:
+    if not reaches_share(current, limit, CRITICAL_PERCENT):
         message = f"Warning: You're using {used}{this_period}. Consider upgrading soon."
         return schemas.UsageWarning(type=meter.name, message=message, severity="warning")
     if meter.enforcement == "soft":

@@ -248,12 +248,16 @@ class Dispatcher:
 
     async def _send(self, delivery: ClaimedDelivery) -> None:
         try:
-            status_code, error, latency_ms = await self._post(delivery)
+            try:
+                status_code, error, latency_ms = await self._post(delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Not even a request sent (preparing it failed): still an attempt, or the
+                # delivery is leased again and again, never `failed`, holding its queue.
+                logger.exception("webhook delivery failed", extra={"delivery": str(delivery.id)})
+                status_code, error, latency_ms = None, _error_text(exc), 0
             self._attempts.append(self._attempt(delivery, status_code, error, latency_ms))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("webhook delivery failed", extra={"delivery": str(delivery.id)})
         finally:
             self._per_endpoint[delivery.endpoint_id] -= 1
             if self._per_endpoint[delivery.endpoint_id] <= 0:
@@ -273,7 +277,16 @@ class Dispatcher:
         except TimeoutError:
             return None, "Timed out", _ms_since(started)
         except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_LIMIT], _ms_since(started)
+            return None, _error_text(exc), _ms_since(started)
+        except Exception as exc:
+            # httpx raises more than its own errors while building a request (idna's
+            # ValueError for a host it cannot encode, from a URL stored before the validator
+            # refused it): a failed attempt like any other, so the delivery ends `failed`.
+            logger.warning(
+                "webhook request could not be sent",
+                extra={"delivery": str(delivery.id), "error": type(exc).__name__},
+            )
+            return None, _error_text(exc), _ms_since(started)
         latency = _ms_since(started)
         if 200 <= response.status_code < 300:
             return response.status_code, None, latency
@@ -286,7 +299,9 @@ class Dispatcher:
         error: str | None,
         latency_ms: int,
     ) -> _Attempt:
-        """What an attempt changes, decided when it ends (its retry delay counts from then)."""
+        """What an attempt changes, decided when it ends (its retry delay counts from then).
+        The retry window counts from the delivery's own first attempt, so time spent waiting
+        behind earlier deliveries of its queue does not use it up."""
         now = utcnow()
         settings = self._settings
         values: dict[str, object] = {
@@ -295,10 +310,14 @@ class Dispatcher:
             "last_latency_ms": latency_ms,
             "last_error": error,
         }
+        window_started = delivery.retry_window_started_at
+        if window_started is None:
+            window_started = now
+            values["retry_window_started_at"] = now
         if error is None:
             outcome = WebhookDeliveryStatus.DELIVERED.value
             values.update(status=outcome, delivered_at=now)
-        elif now - delivery.queued_at >= timedelta(seconds=settings.webhook_retry_window_seconds):
+        elif now - window_started >= timedelta(seconds=settings.webhook_retry_window_seconds):
             outcome = WebhookDeliveryStatus.FAILED.value
             values.update(status=outcome)
         else:
@@ -361,6 +380,10 @@ def _describe(window: timedelta) -> str:
         days = int(seconds // 86400)
         return f"{days} day{'s' if days != 1 else ''}"
     return f"{seconds:g} seconds"
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_LIMIT]
 
 
 def _ms_since(started: float) -> int:

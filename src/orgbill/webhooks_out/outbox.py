@@ -24,10 +24,10 @@ from orgbill.entitlements.resolver import PlanIdentity
 from orgbill.kit.schemas import decimal_number
 from orgbill.kit.time import isoformat_z, utcnow
 from orgbill.models import WebhookDeliveryStatus
+from orgbill.plans.limits import USAGE_THRESHOLDS, reaches_share
 from orgbill.webhooks_out import repository
 from orgbill.webhooks_out.events import ALL_EVENTS, EventType
 
-USAGE_THRESHOLDS = (80, 100)
 CREDITS_LOW_SHARE = Decimal("0.1")
 _EMITTED = "orgbill_webhooks_emitted"
 # Per transaction: organization id → the enabled endpoints that take its events.
@@ -228,8 +228,7 @@ async def usage_thresholds(
     if limit is None or limit <= 0:
         return
     for percentage in USAGE_THRESHOLDS:
-        mark = Decimal(limit) * percentage / 100
-        if before < mark <= after:
+        if not reaches_share(before, limit, percentage) and reaches_share(after, limit, percentage):
             await emit(
                 session,
                 EventType.USAGE_THRESHOLD_CROSSED,

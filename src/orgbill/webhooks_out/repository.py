@@ -247,14 +247,21 @@ async def get_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> Webhook
 
 
 async def requeue_delivery(session: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> int:
-    """Back to pending, due now, with a fresh retry window; not while a dispatcher holds it."""
+    """Back to pending, due now, with a fresh retry window (from its next attempt); not while
+    a dispatcher holds it."""
     stmt = (
         update(WebhookDelivery)
         .where(
             WebhookDelivery.id == delivery_id,
             or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until <= now),
         )
-        .values(status=_PENDING, next_attempt_at=now, queued_at=now, locked_until=None)
+        .values(
+            status=_PENDING,
+            next_attempt_at=now,
+            queued_at=now,
+            retry_window_started_at=None,
+            locked_until=None,
+        )
     )
     return int((await session.execute(stmt)).rowcount or 0)  # type: ignore[attr-defined]
 
@@ -272,7 +279,8 @@ class ClaimedDelivery:
     data: dict[str, Any]
     event_created_at: datetime
     attempts: int
-    queued_at: datetime
+    # None until its first attempt (since it was queued) is recorded.
+    retry_window_started_at: datetime | None
     locked_until: datetime
 
 
@@ -323,7 +331,7 @@ async def due_heads(
             WebhookEvent.data,
             WebhookEvent.created_at,
             WebhookDelivery.attempts,
-            WebhookDelivery.queued_at,
+            WebhookDelivery.retry_window_started_at,
         )
         .join(
             heads,

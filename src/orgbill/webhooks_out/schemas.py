@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, field_validator
 
 from orgbill.kit.schemas import RequestSchema, Schema, UTCDatetime
-from orgbill.kit.types import HttpUrlText, text
+from orgbill.kit.types import OutboundHttpUrlText, text
 from orgbill.webhooks_out.events import ALL_EVENTS, EventType
 
 EventFilter = Literal[
@@ -38,7 +38,8 @@ def _normalised(events: list[str]) -> list[str]:
 
 
 class WebhookEndpointCreate(RequestSchema):
-    url: HttpUrlText
+    # The dispatcher POSTs to it from inside the deployment: no link-local address.
+    url: OutboundHttpUrlText
     events: EventList
     description: Description | None = None
     # Only this organization's events; omitted or null: every organization's.
@@ -51,7 +52,7 @@ class WebhookEndpointCreate(RequestSchema):
 
 
 class WebhookEndpointUpdate(RequestSchema):
-    url: HttpUrlText | None = None
+    url: OutboundHttpUrlText | None = None
     events: EventList | None = None
     description: Description | None = None
     enabled: StrictBool | None = None
