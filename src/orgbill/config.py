@@ -30,6 +30,12 @@ ASYNC_DATABASE_DRIVERS = {
 }
 # What redis-py's Redis.from_url accepts.
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Rates (requests per second) and burst windows the buckets' arithmetic handles: a rate of
+# one request per 1000 s still refills a token in ~17 minutes, so Retry-After and the
+# X-RateLimit-Reset date stay representable; inf or nan made every limited request a 500.
+MIN_RATE, MAX_RATE = 1e-3, 1e6
+MIN_BURST_SECONDS, MAX_BURST_SECONDS = 1e-3, 86_400.0
+Rate = Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
@@ -49,10 +55,12 @@ class Settings(BaseSettings):
     rate_limit_key_prefix: str = "orgbill:ratelimit:"
     # Requests per second per client IP (calls without valid credentials) and per user (a
     # valid token acting for no organization); organizations get their plan's api_rate_limit.
-    public_rate_limit: float = Field(default=20, gt=0)
-    user_rate_limit: float = Field(default=20, gt=0)
+    public_rate_limit: Rate = 20
+    user_rate_limit: Rate = 20
     # A bucket holds this many seconds of its rate (at least one request): the idle burst.
-    rate_limit_burst_seconds: float = Field(default=2, gt=0)
+    rate_limit_burst_seconds: float = Field(
+        default=2, ge=MIN_BURST_SECONDS, le=MAX_BURST_SECONDS, allow_inf_nan=False
+    )
     # Peers whose X-Forwarded-For is believed (comma-separated CIDRs); none by default.
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
 
