@@ -43,8 +43,8 @@ from orgbill.kit.time import utcnow
 from orgbill.models import Membership, Organization, OrganizationStatus, User
 from orgbill.organizations import schemas as org_schemas
 from orgbill.organizations import service as org_service
-from orgbill.plans.catalog import CatalogError, load_catalog
-from orgbill.plans.service import SyncResult, read_plans_file, sync_catalog
+from orgbill.plans.catalog import CatalogError, load_catalog, read_plans_file
+from orgbill.plans.service import SyncResult, sync_catalog
 from orgbill.plans.store import CatalogStore
 from orgbill.stripe_sync.client import StripeGateway, StripeUnavailable
 from orgbill.stripe_sync.reconcile import Reconciler, ReconcileReport

@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # Secrets that ship in the repo for local use; refused outside the dev environment.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
 DEV_API_KEY_SECRET = "dev-only-api-key-secret-change-me-0123456789"  # noqa: S105
 
+# The database drivers a URL may name, and the async driver orgbill runs each on
+# (db.normalize_database_url applies it); anything else is refused with the settings.
+ASYNC_DATABASE_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+# What redis-py's Redis.from_url accepts.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Rates (requests per second) and burst windows the buckets' arithmetic handles: a rate of
+# one request per 1000 s still refills a token in ~17 minutes, so Retry-After and the
+# X-RateLimit-Reset date stay representable; inf or nan made every limited request a 500.
+MIN_RATE, MAX_RATE = 1e-3, 1e6
+MIN_BURST_SECONDS, MAX_BURST_SECONDS = 1e-3, 86_400.0
+Rate = Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE, allow_inf_nan=False)]
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORGBILL_", env_file=None, extra="ignore")
+    # A refused value is never echoed in the error: URLs and secrets carry passwords.
+    model_config = SettingsConfigDict(
+        env_prefix="ORGBILL_", env_file=None, extra="ignore", hide_input_in_errors=True
+    )
 
     env: Literal["dev", "test", "production"] = "dev"
     database_url: str = "sqlite+aiosqlite:///./orgbill.db"
@@ -29,10 +55,12 @@ class Settings(BaseSettings):
     rate_limit_key_prefix: str = "orgbill:ratelimit:"
     # Requests per second per client IP (calls without valid credentials) and per user (a
     # valid token acting for no organization); organizations get their plan's api_rate_limit.
-    public_rate_limit: float = Field(default=20, gt=0)
-    user_rate_limit: float = Field(default=20, gt=0)
+    public_rate_limit: Rate = 20
+    user_rate_limit: Rate = 20
     # A bucket holds this many seconds of its rate (at least one request): the idle burst.
-    rate_limit_burst_seconds: float = Field(default=2, gt=0)
+    rate_limit_burst_seconds: float = Field(
+        default=2, ge=MIN_BURST_SECONDS, le=MAX_BURST_SECONDS, allow_inf_nan=False
+    )
     # Peers whose X-Forwarded-For is believed (comma-separated CIDRs); none by default.
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
 
@@ -81,6 +109,42 @@ class Settings(BaseSettings):
     access_log: bool = True
     # Health probes and scrapes (/healthz, /readyz, /metrics) fill logs with noise: off by default.
     access_log_probes: bool = False
+
+    # Checked here, not where they are first used, so every command (and `serve --check`)
+    # refuses them in one line instead of a traceback from SQLAlchemy, redis-py or logging.
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+            url.port  # noqa: B018 (a port that is not a number raises only when read)
+        except (ArgumentError, ValueError):
+            raise ValueError("not a database URL (sqlite:///FILE or postgresql://…)") from None
+        if url.drivername not in ASYNC_DATABASE_DRIVERS:
+            raise ValueError(f"unsupported database {url.drivername!r}: use sqlite or postgresql")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (raises for a port that is not a number or out of range)
+        except ValueError as exc:
+            raise ValueError(f"not a Redis URL: {exc}") from None
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

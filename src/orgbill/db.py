@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from orgbill.config import Settings
+from orgbill.config import ASYNC_DATABASE_DRIVERS, Settings
 from orgbill.kit.metrics import DB_POOL_IN_USE
 
 # Execution option naming how a SQLite transaction begins (see _begin_sqlite).
@@ -24,11 +24,8 @@ SQLITE_BEGIN = "orgbill_sqlite_begin"
 def normalize_database_url(url: str) -> str:
     """Accept plain ``postgresql://`` and ``sqlite://`` URLs and pick the async driver."""
     parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
-        parsed = parsed.set(drivername="postgresql+asyncpg")
-    elif parsed.drivername == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    return parsed.render_as_string(hide_password=False)
+    driver = ASYNC_DATABASE_DRIVERS.get(parsed.drivername, parsed.drivername)
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
 def _connect_sqlite(dbapi_connection: Any, _record: Any) -> None:

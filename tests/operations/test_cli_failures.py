@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from orgbill import cli
+from orgbill.config import Settings
 from tests.fixtures.app import client_for, running_app
 from tests.fixtures.databases import migrated_settings
 from tests.fixtures.factories import API, register_user
@@ -19,6 +21,73 @@ def _invoke(run: Invoke, *args: str, **env: str) -> tuple[int, str, str]:
         return run(*args, **env)
     except Exception as exc:  # the CLI let it escape: a traceback for the user
         pytest.fail(f"`orgbill {' '.join(args)}` raised {exc!r} instead of one line on stderr")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("redis_url", "localhost:6379"),  # scheme forgotten: redis-py raised in create_app
+        ("redis_url", "redis://localhost:abc"),
+        ("log_level", "verbose"),  # logging.dictConfig raised in uvicorn
+        ("database_url", "not a url"),  # make_url raised in the lifespan (exit 3)
+        ("database_url", "nosuchdb://x/y"),
+        ("database_url", "mysql://h/db"),  # parses, but orgbill runs on sqlite or postgresql
+        # inf passed `gt=0`: every request charged to the bucket was then a 500
+        ("public_rate_limit", "inf"),
+        ("user_rate_limit", "inf"),
+        ("rate_limit_burst_seconds", "inf"),
+        ("public_rate_limit", "1e-12"),  # a Reset date past year 9999
+    ],
+)
+def test_serve_check_refuses_a_bad_setting_in_one_line_naming_it(
+    run: Invoke, variable: str, value: str
+) -> None:
+    # CONTRACT "Configuration and CLI": "A bad value is refused at start with one line naming
+    # the variable."  Observed: `serve` (and the Dockerfile's `serve --check` gate) accepted
+    # these, and the server failed with a traceback or answered 500s.
+    result = _invoke(run, "serve", "--check", "--port", "0", **{variable: value})
+    assert_one_line_failure(result, f"ORGBILL_{variable.upper()}")
+
+
+def test_a_refused_database_url_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `uvicorn orgbill.main:app` prints the settings' ValidationError whole: a URL carries a
+    # password, so the refused value is left out of it.
+    monkeypatch.setenv("ORGBILL_DATABASE_URL", "mysql://orgbill:s3cret@db.example/orgbill")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    assert "database_url" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_serve_check_accepts_the_supported_urls_and_log_levels(run: Invoke) -> None:
+    for variable, value in [
+        ("redis_url", "redis://127.0.0.1:6379/0"),
+        ("redis_url", "rediss://user:pw@cache.example:6380"),
+        ("redis_url", "unix:///run/redis.sock"),
+        ("log_level", "debug"),
+        ("log_level", "WARNING"),
+        ("database_url", "postgresql://orgbill@127.0.0.1/orgbill"),
+        ("database_url", "postgres://orgbill@127.0.0.1/orgbill"),
+        ("database_url", "postgresql+asyncpg://orgbill@127.0.0.1:5432/orgbill"),
+        ("database_url", "sqlite:///./orgbill.db"),
+        ("public_rate_limit", "0.001"),
+        ("user_rate_limit", "1000000"),
+        ("rate_limit_burst_seconds", "86400"),
+    ]:
+        code, _, err = _invoke(run, "serve", "--check", "--port", "0", **{variable: value})
+        assert code == 0, (variable, value, err)
+
+
+def test_a_plans_file_that_is_not_utf8_is_one_line(run: Invoke, tmp_path: Path) -> None:
+    # CONTRACT: "A CLI failure (... missing plans file ...) is one line on stderr".  Observed:
+    # a UTF-16 plans file (as some editors save) was a UnicodeDecodeError traceback from
+    # `plans sync` and from `serve`, which caught only OSError and TOMLDecodeError.
+    plans = tmp_path / "plans.toml"
+    plans.write_text('version = 1\n[plans.free]\nname = "Free"\n', encoding="utf-16")
+    assert run("migrate")[0] == 0
+    for command in (["plans", "sync", "--file", str(plans)], ["serve", "--check", "--port", "0"]):
+        result = _invoke(run, *command, plans_file=str(plans))
+        assert "not UTF-8" in assert_one_line_failure(result, "plans.toml")
 
 
 def test_serve_with_an_out_of_range_port_is_one_line(run: Invoke) -> None:

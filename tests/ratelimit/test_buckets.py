@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from orgbill.ratelimit.buckets import Bucket, LocalTokenBuckets
+import pytest
+
+from orgbill.config import MAX_BURST_SECONDS, MAX_RATE, MIN_BURST_SECONDS, MIN_RATE
+from orgbill.plans.catalog import MAX_COUNT_LIMIT
+from orgbill.ratelimit.buckets import Bucket, LocalTokenBuckets, RateDecision
 
 
 class FakeClock:
@@ -59,3 +63,16 @@ def test_headers_say_when_the_bucket_is_full_again() -> None:
         "X-RateLimit-Reset": "2026-11-22T12:00:02Z",
     }
     assert buckets.hit(bucket).retry_after == 1
+
+
+# The settings' bounds, and the largest rate a plan (or an admin's limit override) may give.
+@pytest.mark.parametrize("rate", [MIN_RATE, MAX_RATE, float(MAX_COUNT_LIMIT)])
+@pytest.mark.parametrize("burst_seconds", [MIN_BURST_SECONDS, MAX_BURST_SECONDS])
+def test_an_empty_bucket_at_the_bounds_still_has_representable_headers(
+    rate: float, burst_seconds: float
+) -> None:
+    bucket = Bucket.for_rate("ip:x", rate, burst_seconds)
+    empty = RateDecision(allowed=False, bucket=bucket, tokens=0.0)
+    headers = empty.headers(datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC))
+    assert headers["X-RateLimit-Reset"] < "2026-11-24"  # at most a day (the longest burst) on
+    assert 1 <= empty.retry_after <= 1000

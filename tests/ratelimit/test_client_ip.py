@@ -48,9 +48,17 @@ def test_trusted_proxies_setting_is_comma_separated_cidrs(monkeypatch: pytest.Mo
             Settings()
 
 
-def test_rate_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ORGBILL_PUBLIC_RATE_LIMIT", "0")
-    with pytest.raises(ValidationError, match="public_rate_limit"):
+@pytest.mark.parametrize(
+    "variable", ["public_rate_limit", "user_rate_limit", "rate_limit_burst_seconds"]
+)
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "1e-12", "1e7"])
+def test_rate_settings_are_finite_and_bounded(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # inf (and rates so small a bucket refills after year 9999) made every request charged to
+    # the bucket a 500: refused with the settings instead.
+    monkeypatch.setenv(f"ORGBILL_{variable.upper()}", value)
+    with pytest.raises(ValidationError, match=variable):
         Settings()
 
 

@@ -287,12 +287,21 @@ def parse_catalog(data: dict[str, Any], *, strict: bool = True) -> Catalog:
     return Catalog(version=version, plans=plans, meters=meters, _by_stripe_ref=by_ref)
 
 
-def load_catalog(path: Path | None = None) -> Catalog:
+def read_plans_file(path: Path | None = None) -> dict[str, Any]:
+    """The plans file as a TOML document; any way it cannot be read is a CatalogError (one
+    line from the CLI), for `plans sync` and for every server start alike."""
     path = path or DEFAULT_PLANS_FILE
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CatalogError(f"cannot read plans file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8: a UTF-16 save, a binary picked by mistake
+        raise CatalogError(
+            f"plans file {path} is not UTF-8 text (byte {exc.start}): TOML must be UTF-8"
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"plans file {path} is not valid TOML: {exc}") from exc
-    return parse_catalog(data)
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    return parse_catalog(read_plans_file(path))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +14,6 @@ from orgbill.entitlements import service as entitlements
 from orgbill.kit.time import utcnow
 from orgbill.plans import schemas
 from orgbill.plans.catalog import (
-    DEFAULT_PLANS_FILE,
     Catalog,
     CatalogError,
     PlanDef,
@@ -33,16 +30,6 @@ class SyncResult:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     deactivated: list[str] = field(default_factory=list)
-
-
-def read_plans_file(path: Path | None) -> dict[str, Any]:
-    path = path or DEFAULT_PLANS_FILE
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogError(f"cannot read plans file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"plans file {path} is not valid TOML: {exc}") from exc
 
 
 def _content_hash(document: dict[str, Any]) -> str:
