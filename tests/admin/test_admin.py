@@ -164,3 +164,24 @@ async def test_superadmin_lists_all_orgs_and_reads_without_membership(
     assert_error(
         await client.get(f"{API}/organizations/{org.id}", headers=user.headers), 403, "forbidden"
     )
+
+
+async def test_an_impersonation_token_lists_and_creates_no_other_organization(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """The token acts for its organization alone: `GET /organizations` lists that one (the
+    superadmin's own token lists every organization), and creating one is 403."""
+    admin = await create_superadmin_user(client, settings)
+    target = await create_org(client)
+    await create_org(client)
+    response = await client.post(
+        f"{API}/admin/impersonate", json={"org_id": target.id}, headers=admin.headers
+    )
+    imp = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    listed = await client.get(f"{API}/organizations", headers=imp)
+    assert listed.status_code == 200, listed.text
+    assert [org["id"] for org in listed.json()["data"]] == [target.id]
+    everything = await client.get(f"{API}/organizations", headers=admin.headers)
+    assert len(everything.json()["data"]) >= 2
+    created = await client.post(f"{API}/organizations", json={"name": "Side door"}, headers=imp)
+    assert_error(created, 403, "forbidden")

@@ -73,7 +73,16 @@ async def require_superadmin(principal: PrincipalDep) -> UserPrincipal:
     return principal
 
 
+async def require_own_user(user: Annotated[UserPrincipal, Depends(require_user)]) -> UserPrincipal:
+    """A user acting as themselves: an impersonation token acts for its organization only,
+    so it cannot, say, create organizations."""
+    if user.impersonated_org_id is not None:
+        raise Forbidden("An impersonation token acts for its organization only")
+    return user
+
+
 UserDep = Annotated[UserPrincipal, Depends(require_user)]
+OwnUserDep = Annotated[UserPrincipal, Depends(require_own_user)]
 SuperadminDep = Annotated[UserPrincipal, Depends(require_superadmin)]
 
 

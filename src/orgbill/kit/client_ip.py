@@ -10,16 +10,19 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 Network = IPv4Network | IPv6Network
 
 
-def _parse(value: str) -> IPv4Address | IPv6Address | None:
-    """The address; an IPv4-mapped IPv6 one (`::ffff:10.0.0.5`, an IPv4 peer on a dual-stack
-    listener) as the IPv4 address it carries, so IPv4 proxy networks match it."""
-    try:
-        address = ip_address(value.strip())
-    except ValueError:
-        return None
+def unmapped(address: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
+    """An IPv4-mapped IPv6 address (`::ffff:10.0.0.5`, an IPv4 peer on a dual-stack listener)
+    as the IPv4 address it carries, so IPv4 networks and ranges match it."""
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def _parse(value: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return unmapped(ip_address(value.strip()))
+    except ValueError:
+        return None
 
 
 def _trusted(address: IPv4Address | IPv6Address, proxies: Sequence[Network]) -> bool:

@@ -29,6 +29,8 @@ import httpx
 from pydantic import AfterValidator, AnyHttpUrl, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
+from orgbill.kit.client_ip import unmapped
+
 MAX_JSON_DEPTH = 32
 MAX_FREE_JSON_BYTES = 16 * 1024
 INT64_MIN = -(2**63)
@@ -242,9 +244,7 @@ def check_outbound_host(value: str) -> str:
         address = ipaddress.ip_address(host)
     except ValueError:
         return value  # a name, not an IP literal
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_link_local:
+    if unmapped(address).is_link_local:
         raise ValueError("URL must not name a link-local address (169.254.0.0/16, fe80::/10)")
     return value
 

@@ -61,13 +61,19 @@ def _newest_key_prefix(org_id: Any) -> Any:
 
 
 async def list_user_organizations(
-    session: AsyncSession, user_id: uuid.UUID | None, params: PageParams
+    session: AsyncSession,
+    user_id: uuid.UUID | None,
+    params: PageParams,
+    *,
+    only: uuid.UUID | None = None,
 ) -> list[ListedOrganization]:
-    """A page of organizations with their plan inputs and key prefix: one query, not three
-    per organization."""
+    """A page of organizations (the user's; all for None; `only` that one) with their plan
+    inputs and key prefix: one query, not three per organization."""
     stmt = select(Organization, _newest_key_prefix(Organization.id)).where(
         Organization.status != "DELETED"
     )
+    if only is not None:
+        stmt = stmt.where(Organization.id == only)
     if user_id is not None:
         stmt = stmt.join(Membership, Membership.organization_id == Organization.id).where(
             Membership.user_id == user_id

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from orgbill.auth.dependencies import (
     CurrentOrgRead,
     OrgRead,
+    OwnUserDep,
     PrincipalDep,
     SessionDep,
     SettingsDep,
@@ -35,7 +36,7 @@ Paging = Annotated[PageParams, Depends(page_params)]
 
 @router.post("/organizations", status_code=status.HTTP_201_CREATED)
 async def create_organization(
-    body: schemas.OrganizationCreate, user: UserDep, session: SessionDep, store: CatalogStoreDep
+    body: schemas.OrganizationCreate, user: OwnUserDep, session: SessionDep, store: CatalogStoreDep
 ) -> schemas.Organization:
     _, described = await service.create_organization(session, user.user, body, store)
     return described

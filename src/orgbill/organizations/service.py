@@ -183,8 +183,12 @@ async def create_organization(
 async def list_organizations(
     session: AsyncSession, principal: UserPrincipal, params: PageParams, store: CatalogStore
 ) -> tuple[list[schemas.Organization], str | None]:
+    # A superadmin lists every organization; impersonating one, only that one (the token
+    # acts for its organization alone).
     user_id = None if principal.user.is_superadmin else principal.user.id
-    listed = await repository.list_user_organizations(session, user_id, params)
+    listed = await repository.list_user_organizations(
+        session, user_id, params, only=principal.impersonated_org_id
+    )
     page, cursor = build_page(
         [item.organization for item in listed], params, repository.ORGANIZATION_KEYSET
     )
