@@ -34,14 +34,20 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 # one request per 1000 s still refills a token in ~17 minutes, so Retry-After and the
 # X-RateLimit-Reset date stay representable; inf or nan made every limited request a 500.
 MIN_RATE, MAX_RATE = 1e-3, 1e6
+_DAY = 24 * 3600.0
 MIN_BURST_SECONDS, MAX_BURST_SECONDS = 1e-3, 86_400.0
 Rate = Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
     # A refused value is never echoed in the error: URLs and secrets carry passwords.
+    # No setting is infinite or NaN (`inf` passes `gt=0`, then overflows where it is used).
     model_config = SettingsConfigDict(
-        env_prefix="ORGBILL_", env_file=None, extra="ignore", hide_input_in_errors=True
+        env_prefix="ORGBILL_",
+        env_file=None,
+        extra="ignore",
+        hide_input_in_errors=True,
+        allow_inf_nan=False,
     )
 
     env: Literal["dev", "test", "production"] = "dev"
@@ -97,10 +103,11 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Retries: exponential backoff from the base, capped, with jitter, for the retry window;
     # an endpoint failing continuously for the disable window is disabled.
-    webhook_backoff_base_seconds: float = Field(default=5.0, gt=0)
-    webhook_backoff_max_seconds: float = Field(default=3 * 3600.0, gt=0)
-    webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0)
-    webhook_disable_after_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
+    # (Bounded so every delay stays a representable datetime: an absurd one is refused.)
+    webhook_backoff_base_seconds: float = Field(default=5.0, gt=0, le=_DAY)
+    webhook_backoff_max_seconds: float = Field(default=3 * 3600.0, gt=0, le=7 * _DAY)
+    webhook_retry_window_seconds: float = Field(default=24 * 3600.0, gt=0, le=365 * _DAY)
+    webhook_disable_after_seconds: float = Field(default=3 * 24 * 3600.0, gt=0, le=365 * _DAY)
     # Concurrent sends: in all, and to one endpoint (for different organizations).
     webhook_max_in_flight: int = Field(default=64, ge=1, le=1000)
     webhook_max_in_flight_per_endpoint: int = Field(default=8, ge=1, le=100)

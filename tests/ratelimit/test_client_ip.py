@@ -68,3 +68,16 @@ def test_a_trusted_proxy_seen_as_an_ipv4_mapped_ipv6_peer_is_trusted() -> None:
     it is in no IPv4 network, and every client would be the proxy: one bucket for all)."""
     proxies = [ip_network("10.0.0.0/8")]
     assert client_address("::ffff:10.0.0.5", ["203.0.113.7"], proxies) == "203.0.113.7"
+
+
+def test_no_number_setting_takes_infinity_or_nan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pattern behind the rate settings' `inf`: every float setting refuses `inf` and
+    `nan` (a `gt=0` bound alone lets `inf` through, and it overflows where it is used)."""
+    floats = [name for name, field in Settings.model_fields.items() if field.annotation is float]
+    assert len(floats) >= 8, floats
+    for name in floats:
+        for value in ("inf", "nan"):
+            monkeypatch.setenv(f"ORGBILL_{name.upper()}", value)
+            with pytest.raises(ValidationError, match=name):
+                Settings()
+        monkeypatch.delenv(f"ORGBILL_{name.upper()}")
