@@ -77,9 +77,14 @@ def billing_period(basis: PeriodBasis, at: datetime) -> Period:
         stripe_period = basis.stripe_period
         if stripe_period.contains(at):
             return stripe_period
-        months = months_between(stripe_period.start, stripe_period.end)
-        # The next period starts exactly where this one ends (a short trial period too).
-        anchor = stripe_period.end if at >= stripe_period.end else stripe_period.start
+        start, end = stripe_period.start, stripe_period.end
+        months = months_between(start, end)
+        # The next period starts exactly where this one ends. A period of whole months is
+        # stepped from its start, so an anchor on the 29th-31st keeps its day past a short
+        # month (Jan 31 -> Feb 28 -> Mar 31, not Mar 28); a shorter one (a trial) from its
+        # end, where the billing anchor then is.
+        whole_months = add_months(start, months) == end
+        anchor = end if at >= end and not whole_months else start
         return period_from_anchor(anchor, months, at)
     if basis.contract_starts_at is not None:
         return period_from_anchor(basis.contract_starts_at, 1, at)

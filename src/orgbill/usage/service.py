@@ -191,12 +191,9 @@ def _validated_rows(
                 )
             )
             continue
-        if meter.kind == "gauge":
-            period_start = GAUGE_EPOCH
-        elif current.contains(occurred_at):
-            period_start = current.start
-        elif occurred_at < current.start:
-            # That period is closed (and may be invoiced): late usage cannot reopen it.
+        if occurred_at < current.start:
+            # That period is closed (and may be invoiced): late usage cannot reopen it (nor
+            # move a gauge's level from a time already reported on).
             errors.append(
                 _event_error(
                     index,
@@ -207,6 +204,10 @@ def _validated_rows(
                 )
             )
             continue
+        if meter.kind == "gauge":
+            period_start = GAUGE_EPOCH
+        elif current.contains(occurred_at):
+            period_start = current.start
         else:  # within the clock skew, past the current period's end: the next period's
             period_start = plan.period_at(occurred_at).start
         rows.append(
