@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import httpx
 from fastapi import FastAPI
 
-from orgbill.credits import repository as credits_repository
-from orgbill.credits import service as credits_service
-from orgbill.credits.schemas import CreditConsume
 from orgbill.entitlements.periods import Period
 from orgbill.entitlements.resolver import EffectivePlan, OrgOverrides, SubscriptionInput, resolve
 from orgbill.plans.catalog import load_catalog
+from tests.credits.test_allowance import read_at, write_at
 from tests.fixtures.factories import create_org
 from tests.fixtures.stripe import PRO_PRICE
 
@@ -42,28 +39,6 @@ def free(now: datetime) -> EffectivePlan:
     )
 
 
-async def consume_at(
-    app: FastAPI, org_id: uuid.UUID, plan: EffectivePlan, now: datetime, amount: int = 1
-) -> Decimal:
-    async with app.state.database.session(writes=True) as session:
-        total = await credits_service.consume(
-            session,
-            org_id,
-            None,
-            plan,
-            CreditConsume(amount=Decimal(amount), idempotency_key=f"rf-{uuid.uuid4()}"),
-            now,
-        )
-        await session.commit()
-    return total
-
-
-async def read_at(app: FastAPI, org_id: uuid.UUID, plan: EffectivePlan, now: datetime) -> Decimal:
-    async with app.state.database.session(writes=False) as session:
-        state = await credits_repository.get_balance(session, org_id)
-        return await credits_service.total_from_balance(session, org_id, plan, now, state)
-
-
 def test_a_late_renewal_of_a_jan_31_anchor_steps_to_mar_31_not_mar_28() -> None:
     """Stripe's anchor rule (periods.add_months): Jan 31 -> Feb 28 -> Mar 31. Before the
     renewal webhook lands, the stepped period must be the one Stripe will report."""
@@ -83,7 +58,7 @@ async def test_monthly_credits_written_before_a_late_renewal_last_the_whole_stri
     # 10 minutes into the new Stripe month, the renewal webhook still on its way: a consume
     # writes this month's 5000 pro credits.
     gap = end + timedelta(minutes=10)
-    assert await consume_at(app, org_id, pro(start, end, gap), gap) == 4999
+    assert await write_at(app, org_id, pro(start, end, gap), gap) == 4999
     # The renewal arrives with Stripe's real period, Feb 28 -> Mar 31 (anchor day 31).
     renewed_end = at("2027-03-31T09:30:00")
     mar_29 = at("2027-03-29T12:00:00")
