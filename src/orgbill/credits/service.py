@@ -202,11 +202,20 @@ class _Unit:
     org_id: uuid.UUID
     now: datetime
     settlement: Settlement
+    max_credits: int | None  # the plan's, for credits.low
     live: list[GrantState] = field(default_factory=list)
 
     @property
     def total(self) -> Decimal:
         return self.settlement.total
+
+    @property
+    def peak_total(self) -> Decimal:
+        """The highest the balance stood in this unit before its own movement: as last
+        recorded, or once what became due was written (expiries first, then a month's
+        credits). credits.low compares the final balance with it."""
+        recorded = self.settlement.total - self.settlement.delta
+        return max(recorded, self.settlement.total)
 
 
 def _changed() -> Conflict:
@@ -292,14 +301,22 @@ async def _open(
     settlement = ledger.settle(org_id, state, grants, allowance(plan, now), now)
     await _record_settlement(session, org_id, settlement, now)
     assert settlement.live is not None
-    return _Unit(org_id=org_id, now=now, settlement=settlement, live=list(settlement.live))
+    return _Unit(
+        org_id=org_id,
+        now=now,
+        settlement=settlement,
+        max_credits=max_credits(plan),
+        live=list(settlement.live),
+    )
 
 
 async def _close(
     session: AsyncSession, unit: _Unit, movement: Decimal, *, ceiling: Decimal | None = None
 ) -> Decimal | None:
-    """Moves the balance row by what became due plus this write's own `movement`."""
-    return await repository.apply_balance(
+    """Moves the balance row by what became due plus this write's own `movement`; emits
+    credits.low when the two together took the recorded balance below the mark (an expiry
+    written here is a fall like a consume)."""
+    new_balance = await repository.apply_balance(
         session,
         unit.org_id,
         unit.settlement.delta + movement,
@@ -308,6 +325,11 @@ async def _close(
         next_expiry_at=ledger.next_expiry(unit.live),
         ceiling=ceiling,
     )
+    if new_balance is not None:
+        await outbox.credits_low(
+            session, unit.org_id, unit.peak_total, new_balance, unit.max_credits
+        )
+    return new_balance
 
 
 async def consume(
@@ -338,15 +360,11 @@ async def consume(
     # and its key stays free for a retry.
     held = await reservations.held_quantity(session, org_id, CREDITS_METRIC, now)
     ensure_covers(unit.total, held, body.amount)
-    return await _spend(session, unit, body.amount, plan)
+    return await _spend(session, unit, body.amount)
 
 
-async def _spend(
-    session: AsyncSession, unit: _Unit, amount: Decimal, plan: EffectivePlan
-) -> Decimal:
-    """Draws `amount` (already checked) from the grants in draw order and closes the unit;
-    emits credits.low when this took the balance below 10% of max_credits."""
-    before = unit.total
+async def _spend(session: AsyncSession, unit: _Unit, amount: Decimal) -> Decimal:
+    """Draws `amount` (already checked) from the grants in draw order and closes the unit."""
     draws, unit.live = ledger.draws_for(unit.live, amount)
     for draw in draws:
         if not await repository.draw_from_grant(session, unit.org_id, draw.grant_id, draw.amount):
@@ -354,7 +372,6 @@ async def _spend(
     new_balance = await _close(session, unit, -amount)
     if new_balance is None:  # the balance row disagrees with the grants
         raise _changed()
-    await outbox.credits_low(session, unit.org_id, before, new_balance, max_credits(plan))
     return new_balance
 
 
@@ -394,7 +411,7 @@ async def consume_reserved(
         raise Conflict(f"Credits keyed {idempotency_key!r} were already consumed")
     if amount > unit.total:
         raise InsufficientCredits(f"Not enough credits to commit {amount} held credits")
-    return await _spend(session, unit, amount, plan)
+    return await _spend(session, unit, amount)
 
 
 async def _check_replay(

@@ -172,6 +172,11 @@ class RevokedKey:
     organization_id: uuid.UUID
     prefix: str
     name: str
+    expires_at: datetime | None
+
+    def worked_until(self, now: datetime) -> bool:
+        """Whether the key still worked when revoked (an expired one stopped on its own)."""
+        return self.expires_at is None or self.expires_at > now
 
 
 async def revoke_api_keys(
@@ -189,7 +194,9 @@ async def revoke_api_keys(
         stmt = stmt.where(ApiKey.id == key_id)
     if name is not None:
         stmt = stmt.where(ApiKey.name == name)
-    stmt = stmt.returning(ApiKey.id, ApiKey.organization_id, ApiKey.prefix, ApiKey.name)
+    stmt = stmt.returning(
+        ApiKey.id, ApiKey.organization_id, ApiKey.prefix, ApiKey.name, ApiKey.expires_at
+    )
     rows = (await session.execute(stmt)).all()
     return [RevokedKey(*row) for row in rows]
 

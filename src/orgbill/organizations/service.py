@@ -33,6 +33,7 @@ from orgbill.errors import (
     NotFound,
     Unauthorized,
 )
+from orgbill.kit.changes import assign_changes
 from orgbill.kit.crypto import generate_api_key
 from orgbill.kit.pagination import PageParams, build_page
 from orgbill.kit.time import utcnow
@@ -129,9 +130,12 @@ async def revoke_keys(
     name: str | None = None,
 ) -> int:
     """Every way a key stops working (its revocation, a regeneration, the org's deletion, a
-    demo re-run) goes through here, so each revoked key is announced: api_key.revoked."""
+    demo re-run) goes through here, so each revoked key that still worked is announced:
+    api_key.revoked (an expired one had already stopped, and was announced by nothing)."""
     revoked = await repository.revoke_api_keys(session, org_id, now, key_id=key_id, name=name)
     for key in revoked:
+        if not key.worked_until(now):
+            continue
         await outbox.emit(
             session, EventType.API_KEY_REVOKED, key.organization_id, _api_key_event_data(key)
         )
@@ -339,23 +343,21 @@ async def update_organization(
     session: AsyncSession, access: OrgAccess, data: schemas.OrganizationUpdate, store: CatalogStore
 ) -> schemas.Organization:
     org = access.organization
-    changes = data.model_dump(exclude_unset=True)
-    if "name" in changes:
-        if data.name is None:
-            raise BadRequest("name cannot be null")
-        org.name = data.name
-    if "website" in changes:
-        org.website = data.website
-    if "image_url" in changes:
-        org.image_url = data.image_url
-    if "preferences" in changes:
-        org.preferences = dict(data.preferences or {})
-    if "partner_configuration" in changes:
-        org.partner_configuration = dict(data.partner_configuration or {})
-    org.updated_at = utcnow()
-    await session.flush()
+    requested = data.model_dump(exclude_unset=True)
+    if "name" in requested and data.name is None:
+        raise BadRequest("name cannot be null")
+    for mapping in ("preferences", "partner_configuration"):
+        if mapping in requested:
+            requested[mapping] = dict(requested[mapping] or {})
+    # Only what differs is written and announced: a PATCH that changes nothing sends no
+    # organization.updated and leaves updated_at as it was.
+    changed = assign_changes(org, requested)
+    if changed:
+        org.updated_at = utcnow()
+        await session.flush()
     described = await get_organization(session, access, store)
-    await emit_organization_event(session, EventType.ORGANIZATION_UPDATED, described)
+    if changed:
+        await emit_organization_event(session, EventType.ORGANIZATION_UPDATED, described)
     return described
 
 

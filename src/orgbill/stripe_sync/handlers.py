@@ -348,11 +348,16 @@ async def apply_invoice(
     ):
         return Outcome("stale", f"{described}: a newer state is already applied", org_id)
     status_before = row.status
+    # A failure is announced by the event that first brings it: the same event again (an
+    # admin replay, a redelivery of its second) ties with what it stamped and says nothing new.
+    failure_is_new = payment_failed and (
+        row.stripe_event_created is None or observed_at > row.stripe_event_created
+    )
     changed = _assign(row, values)
     row.stripe_event_created = observed_at
     await session.flush()
     data = _invoice_data(org_id, row.id, invoice_id, values, row.created_at)
-    await _invoice_events(session, org_id, data, status_before, payment_failed)
+    await _invoice_events(session, org_id, data, status_before, failure_is_new)
     if changed:
         return Outcome("updated", f"{described} updated", org_id)
     return Outcome("unchanged", f"{described} unchanged", org_id)
