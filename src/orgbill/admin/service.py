@@ -152,7 +152,8 @@ async def put_contract(
     store: CatalogStore,
 ) -> EnterpriseContract:
     org = await get_live_org(session, org_id, lock=True)
-    if data.plan_code not in store.catalog.plans:
+    # The catalog as stored now (a sync on another instance shows on the next request).
+    if data.plan_code not in (await store.live(session)).plans:
         raise BadRequest(f"Unknown plan '{data.plan_code}'")
     contract = await repository.get_contract(session, org_id)
     before = _contract_state(contract)

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orgbill.entitlements.repository import PlanInputs, plan_inputs_from_row, with_plan_inputs
 from orgbill.kit.pagination import Keyset, PageParams, paginate_statement
 from orgbill.kit.tenancy import org_delete, org_select, org_update
+from orgbill.kit.time import utcnow
 from orgbill.models import ApiKey, Membership, Organization, Role, Subscription, User
 
 ORGANIZATION_KEYSET = Keyset(Organization.created_at, Organization.id)
@@ -49,9 +50,12 @@ class ListedOrganization:
 
 
 def _newest_key_prefix(org_id: Any) -> Any:
+    """The prefix of the org's newest key that still works (neither revoked nor expired)."""
+    now = utcnow()
     return (
         org_select(ApiKey, org_id, ApiKey.prefix)
         .where(ApiKey.revoked_at.is_(None))
+        .where(or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
         .order_by(ApiKey.created_at.desc())
         .limit(1)
         .correlate_except(ApiKey)

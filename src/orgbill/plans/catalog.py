@@ -170,10 +170,11 @@ def _text(plan: str, data: dict[str, Any], key: str, *, required: bool = True) -
     return value
 
 
-def _parse_plan(code: str, data: Any, strict: bool) -> PlanDef:
-    if not isinstance(data, dict):
-        raise CatalogError(f"plan '{code}': must be a table")
-    known = {
+# The fields a strict parse (`plans sync`) knows; a lenient one (serving a stored catalog a
+# newer version may have written) skips the others.
+_CATALOG_FIELDS = frozenset({"version", "plans", "meters"})
+_PLAN_FIELDS = frozenset(
+    {
         "name",
         "description",
         "amount",
@@ -186,9 +187,21 @@ def _parse_plan(code: str, data: Any, strict: bool) -> PlanDef:
         "stripe_lookup_key",
         "credits_rollover",
     }
+)
+_METER_FIELDS = frozenset({"limit", "kind", "enforcement"})
+
+
+def _refuse_unknown(where: str, data: dict[str, Any], known: frozenset[str]) -> None:
     for key in data:
-        if key not in known and strict:
-            raise CatalogError(f"plan '{code}', field '{key}': unknown field")
+        if key not in known:
+            raise CatalogError(f"{where}, field '{key}': unknown field")
+
+
+def _parse_plan(code: str, data: Any, strict: bool) -> PlanDef:
+    if not isinstance(data, dict):
+        raise CatalogError(f"plan '{code}': must be a table")
+    if strict:
+        _refuse_unknown(f"plan '{code}'", data, _PLAN_FIELDS)
     amount = data.get("amount")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
         raise CatalogError(
@@ -239,10 +252,13 @@ def _parse_plan(code: str, data: Any, strict: bool) -> PlanDef:
     )
 
 
-def _parse_meter(name: str, data: Any) -> Meter:
+def _parse_meter(name: str, data: Any, strict: bool) -> Meter:
     if not isinstance(data, dict):
         raise CatalogError(f"meter '{name}': must be a table")
-    if LIMIT_TYPES.get(data.get("limit", "")) != "count":
+    if strict:
+        _refuse_unknown(f"meter '{name}'", data, _METER_FIELDS)
+    limit = data.get("limit")
+    if not isinstance(limit, str) or LIMIT_TYPES.get(limit) != "count":
         raise CatalogError(f"meter '{name}', field 'limit': must name a count limit")
     if data.get("kind") not in ("counter", "gauge"):
         raise CatalogError(f"meter '{name}', field 'kind': must be 'counter' or 'gauge'")
@@ -254,6 +270,8 @@ def _parse_meter(name: str, data: Any) -> Meter:
 def parse_catalog(data: dict[str, Any], *, strict: bool = True) -> Catalog:
     """`strict=False` reads a catalog that a strict parse accepted once, possibly by a newer
     version: unknown limits and fields are kept or skipped, so serving never fails on them."""
+    if strict:
+        _refuse_unknown("plans file", data, _CATALOG_FIELDS)
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CatalogError("field 'version': must be a positive integer")
@@ -270,7 +288,7 @@ def parse_catalog(data: dict[str, Any], *, strict: bool = True) -> Catalog:
     meters: dict[str, Meter] = {}
     for name, raw in raw_meters.items():
         try:
-            meters[name] = _parse_meter(name, raw)
+            meters[name] = _parse_meter(name, raw, strict)
         except CatalogError:
             if strict:
                 raise

@@ -1,4 +1,4 @@
-"""review-h: the api_key_prefix a user sees names a key that still works."""
+"""The api_key_prefix a user sees names a key that still works: neither revoked nor expired."""
 
 from __future__ import annotations
 
@@ -29,6 +29,6 @@ async def test_user_visible_api_key_prefix_skips_an_expired_key(
     composite = await client.get(f"{API}/organizations/{org.id}", headers=org.owner.headers)
     listed = await client.get(f"{API}/organizations", headers=org.owner.headers)
     [mine] = [o for o in listed.json()["data"] if o["id"] == org.id]
-    # ...so no live key exists and no prefix should be advertised as the org's key.
+    # ...so no key works and no prefix is shown as the org's key.
     assert composite.json()["organization"]["api_key_prefix"] is None
     assert mine["api_key_prefix"] is None
