@@ -1,0 +1,20 @@
+"""CONTRACT.md, Usage/quotas: "Quota headers (seed 004) on `/billing/subscription`, `/usage` and every
+`quota_exceeded`" and Billing: "`GET /billing/subscription` ... 404 when none. Carries the quota headers".
+An org on the free plan (no subscription) still has metered limits; the route's 404 must carry them."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.fixtures.factories import API, assert_error, create_org
+
+
+async def test_subscription_404_still_carries_quota_headers(client: httpx.AsyncClient) -> None:
+    org = await create_org(client)
+    response = await client.get(f"{API}/billing/subscription", headers=org.key_headers)
+    assert_error(response, 404, "not_found")
+    usage = await client.get(f"{API}/usage", headers=org.key_headers)
+    expected = {k for k in usage.headers if k.startswith("x-quota-")}
+    assert "x-quota-turns-used" in expected and "x-quota-reset" in expected
+    sent = {k for k in response.headers if k.startswith("x-quota-")}
+    assert sent == expected, f"missing quota headers: {sorted(expected - sent)}"
