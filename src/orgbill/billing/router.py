@@ -29,8 +29,8 @@ Paging = Annotated[PageParams, Depends(page_params)]
 async def get_subscription(
     access: BillingRead, session: SessionDep, store: CatalogStoreDep, response: Response
 ) -> schemas.BillingSubscription:
-    subscription = await service.get_subscription(session, access, store)
-    response.headers.update(await service.quota_headers(session, access, store))
+    subscription, quota = await service.subscription_read(session, access, store)
+    response.headers.update(quota)
     return subscription
 
 

@@ -54,6 +54,19 @@ async def get_subscription(
     return org_service.with_plan_period(shown, plan)
 
 
+async def subscription_read(
+    session: AsyncSession, access: OrgAccess, store: CatalogStore
+) -> tuple[schemas.BillingSubscription, dict[str, str]]:
+    """The subscription and the quota headers its response carries: a 404 (no subscription)
+    carries them too, since the org's quotas are there either way."""
+    headers = await quota_headers(session, access, store)
+    try:
+        return await get_subscription(session, access, store), headers
+    except NotFound as exc:
+        exc.headers.update(headers)
+        raise
+
+
 async def quota_headers(
     session: AsyncSession, access: OrgAccess, store: CatalogStore
 ) -> dict[str, str]:

@@ -1,6 +1,6 @@
-"""CONTRACT.md, Usage/quotas: "Quota headers (seed 004) on `/billing/subscription`, `/usage` and every
-`quota_exceeded`" and Billing: "`GET /billing/subscription` ... 404 when none. Carries the quota headers".
-An org on the free plan (no subscription) still has metered limits; the route's 404 must carry them."""
+"""`GET /billing/subscription` carries the quota headers on every answer: an org with no
+subscription (404) still has its plan's metered limits, and gets the same `X-Quota-*` as
+`/usage`."""
 
 from __future__ import annotations
 
