@@ -128,22 +128,20 @@ async def test_sync_is_idempotent_and_bad_files_change_nothing(
     assert plans["pro"]["name"] == "Pro"
 
 
-def test_cli_sync_reports_rejection_and_reads_plans_file_env(
-    settings: Settings, tmp_path: Path
-) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text("version = 1\n[plans.free]\nname = 3\n")
+def cli_plans_sync(settings: Settings, plans_file: Path) -> subprocess.CompletedProcess[str]:
+    """`orgbill plans sync` in a subprocess against the test database, reading `plans_file`
+    from ORGBILL_PLANS_FILE."""
     env = {
         "ORGBILL_ENV": "test",
         "ORGBILL_DATABASE_URL": settings.database_url,
         "ORGBILL_JWT_SECRET": settings.jwt_secret,
         "ORGBILL_API_KEY_SECRET": settings.api_key_secret,
-        "ORGBILL_PLANS_FILE": str(bad),
+        "ORGBILL_PLANS_FILE": str(plans_file),
         "PATH": "/usr/bin:/bin",
     }
     if settings.database_schema:
         env["ORGBILL_DATABASE_SCHEMA"] = settings.database_schema
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "orgbill.cli", "plans", "sync"],
         env=env,
         capture_output=True,
@@ -151,5 +149,13 @@ def test_cli_sync_reports_rejection_and_reads_plans_file_env(
         timeout=60,
         check=False,
     )
+
+
+def test_cli_sync_reports_rejection_and_reads_plans_file_env(
+    settings: Settings, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 1\n[plans.free]\nname = 3\n")
+    result = cli_plans_sync(settings, bad)
     assert result.returncode == 1
     assert "nothing changed" in result.stderr and "plan 'free'" in result.stderr

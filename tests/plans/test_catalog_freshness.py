@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 
 from orgbill.config import Settings
-from orgbill.db import Database
-from orgbill.models import PlanCatalog
 from orgbill.plans.catalog import parse_catalog
-from tests.entitlements.test_effective_plan import stored_catalog
+from tests.entitlements.test_effective_plan import _loaded_document, stored_catalog
 from tests.fixtures.factories import API, create_org, create_superadmin_user
-
-
-async def _loaded_document(settings: Settings) -> dict[str, Any]:
-    database = Database.from_settings(settings)
-    try:
-        async with database.session(writes=False) as session:
-            row = await session.get(PlanCatalog, 1)
-            assert row is not None
-            return copy.deepcopy(row.document)
-    finally:
-        await database.dispose()
 
 
 def _iso(dt: datetime) -> str:

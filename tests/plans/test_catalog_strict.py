@@ -4,8 +4,6 @@ where, never another exception; unknown fields are refused everywhere, not only 
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 
 from orgbill.config import Settings
 from orgbill.plans.catalog import DEFAULT_PLANS_FILE, CatalogError, parse_catalog
+from tests.plans.test_catalog import cli_plans_sync
 
 BASE = tomllib.loads(DEFAULT_PLANS_FILE.read_text())
 
@@ -63,24 +62,7 @@ def test_cli_plans_sync_with_a_list_meter_limit_is_one_line_not_a_traceback(
     assert text != DEFAULT_PLANS_FILE.read_text()
     bad = tmp_path / "plans.toml"
     bad.write_text(text)
-    env = {
-        "ORGBILL_ENV": "test",
-        "ORGBILL_DATABASE_URL": settings.database_url,
-        "ORGBILL_JWT_SECRET": settings.jwt_secret,
-        "ORGBILL_API_KEY_SECRET": settings.api_key_secret,
-        "ORGBILL_PLANS_FILE": str(bad),
-        "PATH": "/usr/bin:/bin",
-    }
-    if settings.database_schema:
-        env["ORGBILL_DATABASE_SCHEMA"] = settings.database_schema
-    result = subprocess.run(
-        [sys.executable, "-m", "orgbill.cli", "plans", "sync"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = cli_plans_sync(settings, bad)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr, result.stderr[-600:]
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-600:]

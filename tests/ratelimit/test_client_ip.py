@@ -6,7 +6,7 @@ from __future__ import annotations
 from ipaddress import ip_network
 
 import pytest
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from orgbill.config import Settings
 from orgbill.kit.client_ip import client_address
@@ -81,3 +81,17 @@ def test_no_number_setting_takes_infinity_or_nan(monkeypatch: pytest.MonkeyPatch
             with pytest.raises(ValidationError, match=name):
                 Settings()
         monkeypatch.delenv(f"ORGBILL_{name.upper()}")
+
+
+def test_a_float_setting_added_with_only_a_lower_bound_still_refuses_infinity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rule is the settings model's, not each field's bounds: a new `gt=0` float (which
+    `inf` passes on its own) is refused too."""
+
+    class WithNewSetting(Settings):
+        new_delay_seconds: float = Field(default=1.0, gt=0)
+
+    monkeypatch.setenv("ORGBILL_NEW_DELAY_SECONDS", "inf")
+    with pytest.raises(ValidationError, match="new_delay_seconds"):
+        WithNewSetting()
