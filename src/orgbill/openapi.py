@@ -317,6 +317,8 @@ def _document_operation(
             names.append("Retry-After")
             if "quota_exceeded" in codes:
                 names.append("X-Quota-Reset")
+        if status == 404 and op_id in _QUOTA_OPERATIONS:
+            names.append("X-Quota-Reset")  # no subscription: the org's quotas still apply
         responses[str(status)] = _error_response(status, codes, _header_refs(names))
     if "422" in responses and "422" not in {str(s) for s in errors}:
         del responses["422"]

@@ -18,3 +18,9 @@ async def test_subscription_404_still_carries_quota_headers(client: httpx.AsyncC
     assert "x-quota-turns-used" in expected and "x-quota-reset" in expected
     sent = {k for k in response.headers if k.startswith("x-quota-")}
     assert sent == expected, f"missing quota headers: {sorted(expected - sent)}"
+
+
+async def test_the_documented_404_names_the_quota_headers(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    not_found = schema["paths"][f"{API}/billing/subscription"]["get"]["responses"]["404"]
+    assert "X-Quota-Reset" in not_found["headers"]
